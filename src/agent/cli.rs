@@ -1,0 +1,58 @@
+//! Command line and environment of `porthole-agent`.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use super::forward::PermitOpen;
+
+/// The companion SSH server for an execution's container.
+///
+/// Wraps the step's command (after `--`), prints where it listens in a form
+/// porthole and people can read from the log, and serves public-key SSH:
+/// shells with a PTY, commands, and `-L` forwarding to the container.
+#[derive(Debug, Parser)]
+#[command(
+    name = "porthole-agent",
+    version,
+    after_help = "Environment: PORTHOLE_AUTHORIZED_KEYS (newline-separated public key lines), \
+                  PORTHOLE_LISTEN, PORTHOLE_ADVERTISE_ADDRESS.\n\
+                  Subsystems for porthole: porthole-status@porthole, porthole-linger@porthole."
+)]
+pub struct AgentArgs {
+    /// Address and port to listen on (port 0 picks a free one).
+    #[arg(long, env = "PORTHOLE_LISTEN", default_value = "0.0.0.0:2222")]
+    pub listen: SocketAddr,
+
+    /// An authorized_keys file (OpenSSH format); may be repeated.
+    #[arg(long = "authorized-keys", value_name = "FILE")]
+    pub authorized_keys_files: Vec<PathBuf>,
+
+    /// One public key line (`ssh-ed25519 AAAA... comment`); may be repeated.
+    #[arg(long = "authorized-key", value_name = "LINE")]
+    pub authorized_keys: Vec<String>,
+
+    /// Host private key (OpenSSH format, unencrypted). Without it a fresh
+    /// ed25519 key is made for this run.
+    #[arg(long, value_name = "FILE")]
+    pub host_key: Option<PathBuf>,
+
+    /// Address to announce (default: first non-loopback IPv4 address).
+    #[arg(long, env = "PORTHOLE_ADVERTISE_ADDRESS", value_name = "HOST")]
+    pub advertise_address: Option<String>,
+
+    /// Keep serving SSH this long after the wrapped command ends (e.g. 30m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub linger: Option<Duration>,
+
+    /// Also allow `-L` forwarding to HOST:PORT (`*` matches any host or port).
+    #[arg(long = "permit-open", value_name = "HOST:PORT")]
+    pub permit_open: Vec<PermitOpen>,
+
+    /// The step's command and its arguments.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}

@@ -1,0 +1,176 @@
+//! `porthole-agent`: the companion SSH server for an execution's container.
+//!
+//! Start-up order matters: keys are checked before anything listens (an
+//! agent nobody can log in to is an error, never an open server), the
+//! announcement is printed once the port is bound, and only then does the
+//! wrapped command start, so its log follows the announcement.
+
+pub mod cli;
+pub mod forward;
+pub mod groups;
+pub mod keys;
+pub mod passwd;
+pub mod server;
+pub mod session;
+pub mod state;
+pub mod status;
+pub mod wrapped;
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::announce::Announcement;
+use cli::AgentArgs;
+use forward::ForwardPolicy;
+use groups::Registry;
+use keys::AuthorizedKeys;
+use server::{Connection, Shared};
+use state::AgentState;
+
+/// Errors that stop the agent before it serves anything.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No key at all: the agent would be a server nobody can use, or worse.
+    #[error(
+        "no authorized keys: pass --authorized-keys FILE, --authorized-key LINE or set \
+         PORTHOLE_AUTHORIZED_KEYS; refusing to start an SSH server without them"
+    )]
+    NoAuthorizedKeys,
+    /// Anything else that prevents serving (unreadable key file, port in use).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Collects the authorized keys from files, flags and the environment,
+/// printing a warning for every line that is skipped.
+pub fn authorized_keys(args: &AgentArgs) -> Result<AuthorizedKeys, StartError> {
+    let mut keys = AuthorizedKeys::default();
+    let mut warnings = Vec::new();
+    for file in &args.authorized_keys_files {
+        keys.add_file(file, &mut warnings)?;
+    }
+    for (i, line) in args.authorized_keys.iter().enumerate() {
+        keys.add_text(&format!("--authorized-key #{}", i + 1), line, &mut warnings);
+    }
+    if let Ok(env) = std::env::var("PORTHOLE_AUTHORIZED_KEYS") {
+        keys.add_text("PORTHOLE_AUTHORIZED_KEYS", &env, &mut warnings);
+    }
+    for w in warnings {
+        eprintln!("porthole-agent: warning: {w}");
+    }
+    if keys.is_empty() {
+        return Err(StartError::NoAuthorizedKeys);
+    }
+    Ok(keys)
+}
+
+/// The address to announce: the flag, else the listening address when it
+/// is a specific one, else the first non-loopback IPv4 address, else
+/// 127.0.0.1.
+pub fn advertised_address(flag: Option<&str>, listen: SocketAddr) -> String {
+    if let Some(a) = flag.filter(|a| !a.trim().is_empty()) {
+        return a.trim().to_string();
+    }
+    if !listen.ip().is_unspecified() {
+        return listen.ip().to_string();
+    }
+    forward::own_addresses()
+        .into_iter()
+        .find(|ip| matches!(ip, IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_link_local()))
+        .map_or_else(|| "127.0.0.1".to_string(), |ip| ip.to_string())
+}
+
+/// Runs the agent; returns the process exit code.
+pub async fn run(args: AgentArgs) -> Result<i32, StartError> {
+    let authorized = authorized_keys(&args)?;
+    let host_key = keys::host_key(args.host_key.as_deref())?;
+    let fingerprint = keys::fingerprint(&host_key);
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = listener.local_addr().context("cannot read the bound address")?;
+
+    let command: Vec<String> = args
+        .command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let linger = args.linger.unwrap_or(Duration::ZERO);
+    let state = Arc::new(AgentState::new(
+        bound.port(),
+        (!command.is_empty()).then_some(command),
+        linger,
+    ));
+    let registry = Registry::default();
+    let shared = Arc::new(Shared {
+        authorized,
+        policy: ForwardPolicy::new(args.permit_open.clone()),
+        account: Arc::new(passwd::current()),
+        state: state.clone(),
+    });
+    let config = Arc::new(server::config(host_key));
+
+    let announcement = Announcement {
+        address: advertised_address(args.advertise_address.as_deref(), bound),
+        port: bound.port(),
+        host_key: Some(fingerprint),
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        for line in announcement.lines() {
+            writeln!(out, "{line}").context("cannot write the announcement")?;
+        }
+        out.flush().context("cannot write the announcement")?;
+    }
+
+    tokio::spawn(accept_loop(listener, config, shared, registry.clone()));
+
+    let code = if args.command.is_empty() {
+        wrapped::serve_until_signalled().await?
+    } else {
+        wrapped::run(&args.command, &state).await?
+    };
+    registry.kill_everything();
+    Ok(code)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    config: Arc<russh::server::Config>,
+    shared: Arc<Shared>,
+    registry: Registry,
+) {
+    let next_id = AtomicU64::new(0);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: pause, don't spin.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().ok();
+        let groups = registry.connection(next_id.fetch_add(1, Ordering::Relaxed));
+        let handler = Connection::new(shared.clone(), Some(peer), local, groups);
+        let config = config.clone();
+        tokio::spawn(async move {
+            match russh::server::run_stream(config, stream, handler).await {
+                Ok(session) => {
+                    if let Err(e) = session.await {
+                        tracing::info!("connection from {peer} ended: {e}");
+                    }
+                }
+                Err(e) => tracing::info!("handshake with {peer} failed: {e}"),
+            }
+        });
+    }
+}

@@ -1,0 +1,137 @@
+//! The step's command that the agent wraps, and the linger after it.
+
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Instant, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::state::AgentState;
+
+/// Exit code as a shell reports it: the code, or 128+N for signal N.
+pub fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1)
+}
+
+/// The signals a platform sends to stop a run.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<Self> {
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot watch SIGHUP")?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::SIGTERM,
+            _ = self.int.recv() => Signal::SIGINT,
+            _ = self.hup.recv() => Signal::SIGHUP,
+        }
+    }
+}
+
+/// Serves until SIGTERM, SIGINT or SIGHUP (no wrapped command).
+pub async fn serve_until_signalled() -> anyhow::Result<i32> {
+    let mut signals = StopSignals::new()?;
+    let sig = signals.next().await;
+    eprintln!("porthole-agent: {} received, stopping", sig.as_str());
+    Ok(0)
+}
+
+/// Runs the command with stdout and stderr passed through untouched,
+/// forwards stop signals to its process group, then lingers. Returns the
+/// command's exit code.
+pub async fn run(argv: &[OsString], state: &AgentState) -> anyhow::Result<i32> {
+    let mut signals = StopSignals::new()?;
+    let (program, args) = argv.split_first().context("empty command")?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .env_remove("PORTHOLE_AUTHORIZED_KEYS")
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        // Its own group: signals reach its whole tree, and a Ctrl-C in a
+        // terminal reaches it once (through us), not twice.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {}", program.to_string_lossy()))?;
+    let pid = child.id();
+    state.command_started(pid);
+
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.context("cannot wait for the command")?,
+            sig = signals.next() => {
+                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                    let _ = killpg(Pid::from_raw(pid), sig);
+                }
+            }
+        }
+    };
+    let code = exit_code(status);
+    linger(state, code, &mut signals).await;
+    Ok(code)
+}
+
+/// Keeps serving until the (possibly extended or released) deadline, or a
+/// stop signal.
+async fn linger(state: &AgentState, code: i32, signals: &mut StopSignals) {
+    let Some((mut at, wall)) = state.command_ended(code) else {
+        return;
+    };
+    if at <= Instant::now() {
+        return;
+    }
+    eprintln!(
+        "porthole-agent: the command exited with code {code}; SSH stays up for {} (until {}). \
+         `echo release | ssh -s ... porthole-linger@porthole` ends it sooner, `extend 1h` keeps it longer.",
+        humantime::format_duration(at - Instant::now()),
+        rfc3339(wall)
+    );
+    let mut changes = state.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(at.into()) => {}
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            sig = signals.next() => {
+                eprintln!("porthole-agent: {} received during the linger, stopping", sig.as_str());
+                return;
+            }
+        }
+        match state.lifecycle().deadline {
+            Some((next, wall)) if next > Instant::now() => {
+                if next != at {
+                    eprintln!("porthole-agent: linger now ends at {}", rfc3339(wall));
+                    at = next;
+                }
+            }
+            _ => {
+                eprintln!("porthole-agent: linger over, stopping");
+                return;
+            }
+        }
+    }
+}
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t.max(UNIX_EPOCH)).to_string()
+}

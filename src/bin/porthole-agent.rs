@@ -1,0 +1,43 @@
+//! `porthole-agent`: see `porthole::agent`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use porthole::agent::{self, cli::AgentArgs};
+
+/// Exit code when the agent cannot start (bad keys, port in use).
+const START_FAILED: u8 = 2;
+
+fn main() -> ExitCode {
+    let args = AgentArgs::parse();
+    // The agent's own log goes to stderr, which lands in the platform's log;
+    // quiet unless asked, so the step's output stays readable.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PORTHOLE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("porthole-agent: cannot start the async runtime: {e}");
+            return ExitCode::from(START_FAILED);
+        }
+    };
+    let result = runtime.block_on(agent::run(args));
+    // Sessions and forwards still running must not keep the process alive.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("porthole-agent: {e:#}");
+            ExitCode::from(START_FAILED)
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! porthole: a terminal console for debugging live machine-learning
+//! executions over SSH, and `porthole-agent`, the companion SSH server that
+//! runs inside the execution's container.
+//!
+//! The crate is one package with two binaries; the modules here are the
+//! rooms both binaries share.
+
+pub mod agent;
+pub mod announce;
