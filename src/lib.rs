@@ -7,3 +7,7 @@
 
 pub mod agent;
 pub mod announce;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod ssh;

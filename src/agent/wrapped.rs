@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use nix::sys::signal::{killpg, Signal};
@@ -11,6 +11,9 @@ use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::state::AgentState;
+
+/// After a release over SSH, time for the answer to reach the client.
+const RELEASE_FLUSH: Duration = Duration::from_millis(300);
 
 /// Exit code as a shell reports it: the code, or 128+N for signal N.
 pub fn exit_code(status: ExitStatus) -> i32 {
@@ -100,7 +103,7 @@ async fn linger(state: &AgentState, code: i32, signals: &mut StopSignals) {
     eprintln!(
         "porthole-agent: the command exited with code {code}; SSH stays up for {} (until {}). \
          `echo release | ssh -s ... porthole-linger@porthole` ends it sooner, `extend 1h` keeps it longer.",
-        humantime::format_duration(at - Instant::now()),
+        humantime::format_duration(Duration::from_secs((at - Instant::now()).as_secs_f64().round() as u64)),
         rfc3339(wall)
     );
     let mut changes = state.subscribe();
@@ -123,6 +126,12 @@ async fn linger(state: &AgentState, code: i32, signals: &mut StopSignals) {
                     eprintln!("porthole-agent: linger now ends at {}", rfc3339(wall));
                     at = next;
                 }
+            }
+            Some((next, _)) if next != at => {
+                // Released early over SSH: let the reply reach the client.
+                eprintln!("porthole-agent: linger released, stopping");
+                tokio::time::sleep(RELEASE_FLUSH).await;
+                return;
             }
             _ => {
                 eprintln!("porthole-agent: linger over, stopping");

@@ -1,0 +1,142 @@
+//! The headless commands: each turns its arguments into calls on the SSH
+//! core and returns the process exit code.
+
+pub mod keygen;
+pub mod prompt;
+
+use std::io::IsTerminal as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+
+use crate::cli::{Command, ConnectArgs};
+use crate::config::Paths;
+use crate::ssh::identity::AuthOptions;
+use crate::ssh::trust::HostTrust;
+use crate::ssh::tunnel::{self, Tunnel, TunnelEvent};
+use crate::ssh::{self, ConnectOptions, Target};
+
+/// Exit code for porthole's own failures (connection, trust, keys), as
+/// OpenSSH's client uses 255.
+pub const FAILURE: i32 = 255;
+
+/// Runs one headless command.
+pub async fn run(command: Command) -> anyhow::Result<i32> {
+    let paths = Paths::discover()?;
+    match command {
+        Command::Keygen { force } => {
+            let path = paths.default_key();
+            let public = keygen::create(&path, force)?;
+            eprintln!("porthole: wrote {} and {}.pub", path.display(), path.display());
+            eprintln!("porthole: paste this line into the platform's SSH key field:");
+            println!("{public}");
+            Ok(0)
+        }
+        Command::Exec { target, tty, connect, command } => {
+            let (target, opts) = prepare(&target, &connect, &paths)?;
+            let session = ssh::connect(&target, &opts).await?;
+            let line = command.join(" ");
+            let exit = if tty {
+                ssh::shell::interactive(&session, Some(&line)).await?
+            } else {
+                // Like ssh: our stdin goes to the command unless it is a terminal
+                // nobody will type EOF into.
+                let stdin = (!std::io::stdin().is_terminal()).then(tokio::io::stdin);
+                ssh::exec::run(&session, &line, stdin, tokio::io::stdout(), tokio::io::stderr())
+                    .await?
+            };
+            Ok(exit.code())
+        }
+        Command::Shell { target, connect } => {
+            let (target, opts) = prepare(&target, &connect, &paths)?;
+            let session = ssh::connect(&target, &opts).await?;
+            let exit = ssh::shell::interactive(&session, None).await?;
+            Ok(exit.code())
+        }
+        Command::Tunnel { target, specs, bind, connect } => {
+            let (target, opts) = prepare(&target, &connect, &paths)?;
+            run_tunnels(target, opts, &specs, bind).await
+        }
+    }
+}
+
+/// Resolves the target and the connect options from the flags.
+fn prepare(target: &str, args: &ConnectArgs, paths: &Paths) -> anyhow::Result<(Target, ConnectOptions)> {
+    let mut target: Target = target.parse()?;
+    if let Some(user) = &args.user {
+        target.user = user.clone();
+    }
+    let interactive = std::io::stdin().is_terminal() || std::io::stderr().is_terminal();
+    let trust = match &args.fingerprint {
+        Some(fp) => HostTrust::Pinned(fp.clone()),
+        None => HostTrust::KnownHosts {
+            path: paths.known_hosts(),
+            accept_new: args.accept_new,
+            accept_changed: args.accept_changed,
+            ask: interactive.then(prompt::terminal_ask),
+        },
+    };
+    let auth = AuthOptions {
+        key_file: args.identity.clone(),
+        default_key: Some(paths.default_key()),
+        use_agent: true,
+        ask_passphrase: Some(prompt::terminal_secret()),
+    };
+    Ok((target, ConnectOptions { trust, auth, timeout: args.connect_timeout }))
+}
+
+async fn run_tunnels(
+    target: Target,
+    opts: ConnectOptions,
+    specs: &[tunnel::TunnelSpec],
+    bind: std::net::IpAddr,
+) -> anyhow::Result<i32> {
+    let bound = tunnel::bind_all(specs, bind).await?;
+    for (t, _) in &bound {
+        println!("tunnel {t}: listening");
+    }
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (tunnels, _set) = tunnel::serve(target, opts, bound, events_tx).await?;
+    let mut ctrl_c = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot watch Ctrl-C")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
+    let code = loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(TunnelEvent::State(state)) => {
+                    for t in &tunnels {
+                        println!("tunnel {t}: {state}");
+                    }
+                    if matches!(state, tunnel::TunnelState::Failed(_)) {
+                        break FAILURE;
+                    }
+                }
+                Some(TunnelEvent::ConnectionFailed { tunnel, reason }) => {
+                    if let Some(t) = tunnels.get(tunnel) {
+                        println!("tunnel {t}: {reason}");
+                    }
+                }
+                None => break FAILURE,
+            },
+            _ = ctrl_c.recv() => break 0,
+            _ = term.recv() => break 0,
+        }
+    };
+    for t in &tunnels {
+        println!("tunnel {}: {}", t, summary(t));
+    }
+    Ok(code)
+}
+
+fn summary(t: &Arc<Tunnel>) -> String {
+    let s = &t.stats;
+    format!(
+        "{} connections, {} bytes up, {} bytes down",
+        s.connections.load(Ordering::Relaxed),
+        s.bytes_up.load(Ordering::Relaxed),
+        s.bytes_down.load(Ordering::Relaxed)
+    )
+}

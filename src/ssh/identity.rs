@@ -1,0 +1,215 @@
+//! Which keys prove who we are: `-i KEY`, an ssh-agent, porthole's default
+//! key. Private keys are only read, never logged or copied.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use russh::client::{Handle, Handler};
+use russh::keys::agent::client::AgentClient;
+use russh::keys::agent::AgentIdentity;
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
+
+/// Asks for a secret without echo (`None` when no terminal can be asked).
+pub type AskSecret = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Where keys come from.
+#[derive(Clone, Default)]
+pub struct AuthOptions {
+    /// `-i KEY`: only this key is offered.
+    pub key_file: Option<PathBuf>,
+    /// porthole's default key (offered when present and no `-i`).
+    pub default_key: Option<PathBuf>,
+    /// Whether to use the agent at `SSH_AUTH_SOCK` (when no `-i`).
+    pub use_agent: bool,
+    /// Who to ask for passphrases.
+    pub ask_passphrase: Option<AskSecret>,
+}
+
+impl std::fmt::Debug for AuthOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthOptions")
+            .field("key_file", &self.key_file)
+            .field("default_key", &self.default_key)
+            .field("use_agent", &self.use_agent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why authentication failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Like OpenSSH: a private key others can read is not used.
+    #[error(
+        "permissions {mode:04o} for {path} are too open: a private key must not be readable by \
+         others; run `chmod 600 {path}`"
+    )]
+    LoosePermissions {
+        /// The key file.
+        path: String,
+        /// Its mode bits.
+        mode: u32,
+    },
+    /// The key is encrypted and no terminal can ask for its passphrase.
+    #[error("{path} is encrypted and there is no terminal to ask for its passphrase")]
+    NeedsPassphrase {
+        /// The key file.
+        path: String,
+    },
+    /// The passphrase did not decrypt the key.
+    #[error("wrong passphrase for {path}")]
+    BadPassphrase {
+        /// The key file.
+        path: String,
+    },
+    /// Not a key file porthole can read.
+    #[error("cannot read private key {path}: {reason}")]
+    Unreadable {
+        /// The key file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Every offered key was refused (or there was none to offer).
+    #[error("the server accepted none of the keys offered ({tried}); {hint}")]
+    NoAcceptedKey {
+        /// What was offered.
+        tried: String,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// The connection failed during authentication.
+    #[error("authentication failed: {0}")]
+    Protocol(#[from] russh::Error),
+}
+
+/// Reads a private key file, refusing loose permissions and asking for a
+/// passphrase when the key is encrypted.
+pub fn load_key_file(path: &Path, ask: Option<&AskSecret>) -> Result<PrivateKey, AuthError> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| AuthError::Unreadable {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(AuthError::LoosePermissions { path: shown, mode });
+    }
+    match russh::keys::load_secret_key(path, None) {
+        Ok(key) => Ok(key),
+        Err(russh::keys::Error::KeyIsEncrypted) => {
+            let Some(passphrase) = ask.and_then(|ask| ask(&format!("Passphrase for {shown}: ")))
+            else {
+                return Err(AuthError::NeedsPassphrase { path: shown });
+            };
+            russh::keys::load_secret_key(path, Some(&passphrase))
+                .map_err(|_| AuthError::BadPassphrase { path: shown })
+        }
+        Err(e) => Err(AuthError::Unreadable { path: shown, reason: e.to_string() }),
+    }
+}
+
+/// Authenticates `user` on a connected session with the configured keys.
+pub async fn authenticate<H: Handler>(
+    handle: &mut Handle<H>,
+    user: &str,
+    opts: &AuthOptions,
+) -> Result<(), AuthError> {
+    let rsa_hash = handle.best_supported_rsa_hash().await?.flatten();
+    let mut tried = Vec::new();
+
+    if let Some(path) = &opts.key_file {
+        let key = load_key_file(path, opts.ask_passphrase.as_ref())?;
+        tried.push(path.display().to_string());
+        if try_key(handle, user, key, rsa_hash).await? {
+            return Ok(());
+        }
+        return Err(no_key(tried));
+    }
+
+    if opts.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
+        match AgentClient::connect_env().await {
+            Ok(mut agent) => {
+                let identities = agent.request_identities().await.unwrap_or_default();
+                for identity in identities {
+                    let AgentIdentity::PublicKey { key, comment } = identity else {
+                        continue;
+                    };
+                    tried.push(format!("agent key {}", if comment.is_empty() { "(no comment)" } else { &comment }));
+                    let hash = if key.algorithm().is_rsa() { rsa_hash } else { None };
+                    match handle.authenticate_publickey_with(user, key, hash, &mut agent).await {
+                        Ok(result) if result.success() => return Ok(()),
+                        Ok(_) => {}
+                        Err(e) => tracing::info!("agent could not sign: {e}"),
+                    }
+                }
+            }
+            Err(e) => tracing::info!("ssh-agent unavailable: {e}"),
+        }
+    }
+
+    if let Some(path) = opts.default_key.as_ref().filter(|p| p.exists()) {
+        let key = load_key_file(path, opts.ask_passphrase.as_ref())?;
+        tried.push(path.display().to_string());
+        if try_key(handle, user, key, rsa_hash).await? {
+            return Ok(());
+        }
+    }
+    Err(no_key(tried))
+}
+
+async fn try_key<H: Handler>(
+    handle: &mut Handle<H>,
+    user: &str,
+    key: PrivateKey,
+    rsa_hash: Option<russh::keys::HashAlg>,
+) -> Result<bool, AuthError> {
+    let hash = if key.algorithm().is_rsa() { rsa_hash } else { None };
+    let result = handle
+        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+        .await?;
+    Ok(result.success())
+}
+
+fn no_key(tried: Vec<String>) -> AuthError {
+    let tried = if tried.is_empty() { "none".to_string() } else { tried.join(", ") };
+    AuthError::NoAcceptedKey {
+        tried,
+        hint: "pass -i KEY, load the key into ssh-agent, or create porthole's key with `porthole keygen`",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use russh::keys::ssh_key::LineEnding;
+    use russh::keys::Algorithm;
+
+    #[test]
+    fn loose_permissions_are_refused_like_openssh() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key");
+        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).expect("key");
+        key.write_openssh_file(&path, LineEnding::LF).expect("written");
+        load_key_file(&path, None).expect("0600 is fine");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = load_key_file(&path, None).expect_err("0644 refused");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn encrypted_keys_need_the_right_passphrase() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key");
+        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+            .expect("key")
+            .encrypt(&mut rand::rng(), "s3cret")
+            .expect("encrypted");
+        key.write_openssh_file(&path, LineEnding::LF).expect("written");
+        assert!(matches!(load_key_file(&path, None), Err(AuthError::NeedsPassphrase { .. })));
+        let wrong: AskSecret = Arc::new(|_| Some("nope".into()));
+        assert!(matches!(load_key_file(&path, Some(&wrong)), Err(AuthError::BadPassphrase { .. })));
+        let right: AskSecret = Arc::new(|_| Some("s3cret".into()));
+        load_key_file(&path, Some(&right)).expect("decrypted");
+    }
+}

@@ -1,0 +1,434 @@
+//! Managed `-L` tunnels that survive a dropped connection: listeners stay
+//! bound, the connection comes back with backoff, and new local
+//! connections wait (bounded) while it is down.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use super::client::{connect, ConnectOptions, Session, SshError};
+use super::target::Target;
+
+/// Remote host when a spec names none: the execution's own loopback.
+pub const DEFAULT_REMOTE_HOST: &str = "localhost";
+/// How long a new local connection waits for a connection that is down.
+pub const WAIT_FOR_CONNECTION: Duration = Duration::from_secs(15);
+/// Reconnect backoff bounds.
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// One `-L` spec: `REMOTE`, `LOCAL:REMOTE`, `LOCAL:HOST:REMOTE`, `:REMOTE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelSpec {
+    /// Local port; 0 picks a free one.
+    pub local_port: u16,
+    /// Host to reach from the remote side.
+    pub remote_host: String,
+    /// Port to reach from the remote side.
+    pub remote_port: u16,
+}
+
+impl FromStr for TunnelSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let port = |p: &str, what: &str| {
+            p.parse::<u16>()
+                .map_err(|_| format!("`{p}` in tunnel spec `{s}` is not a {what} port"))
+        };
+        let remote = |p: &str| {
+            port(p, "remote").and_then(|v| {
+                if v == 0 {
+                    Err(format!("tunnel spec `{s}`: the remote port cannot be 0"))
+                } else {
+                    Ok(v)
+                }
+            })
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        let (local_port, remote_host, remote_port) = match parts.as_slice() {
+            [r] => {
+                let r = remote(r)?;
+                (r, DEFAULT_REMOTE_HOST.to_string(), r)
+            }
+            ["", r] => (0, DEFAULT_REMOTE_HOST.to_string(), remote(r)?),
+            [l, r] => (port(l, "local")?, DEFAULT_REMOTE_HOST.to_string(), remote(r)?),
+            [l, h, r] if !h.is_empty() => (
+                if l.is_empty() { 0 } else { port(l, "local")? },
+                h.trim_start_matches('[').trim_end_matches(']').to_string(),
+                remote(r)?,
+            ),
+            _ => {
+                return Err(format!(
+                    "`{s}` is not a tunnel spec: use REMOTE, LOCAL:REMOTE, LOCAL:HOST:REMOTE or :REMOTE"
+                ))
+            }
+        };
+        Ok(TunnelSpec { local_port, remote_host, remote_port })
+    }
+}
+
+/// A tunnel's state as the user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelState {
+    /// Bound locally, connection not up yet.
+    Listening,
+    /// Connected: local connections are forwarded.
+    Up,
+    /// The connection dropped; trying again.
+    Reconnecting {
+        /// Attempts so far.
+        attempt: u32,
+        /// Why the last one failed.
+        reason: String,
+    },
+    /// Given up for good (host key or key refused).
+    Failed(String),
+}
+
+impl fmt::Display for TunnelState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TunnelState::Listening => write!(f, "listening"),
+            TunnelState::Up => write!(f, "up"),
+            TunnelState::Reconnecting { attempt, reason } => {
+                write!(f, "reconnecting (attempt {attempt}): {reason}")
+            }
+            TunnelState::Failed(reason) => write!(f, "failed: {reason}"),
+        }
+    }
+}
+
+/// Counters of one tunnel, updated as bytes flow.
+#[derive(Debug, Default)]
+pub struct TunnelStats {
+    /// Local connections accepted.
+    pub connections: AtomicU64,
+    /// Local connections open now.
+    pub active: AtomicU64,
+    /// Bytes from local clients to the remote side.
+    pub bytes_up: AtomicU64,
+    /// Bytes from the remote side to local clients.
+    pub bytes_down: AtomicU64,
+}
+
+/// A bound tunnel.
+#[derive(Debug)]
+pub struct Tunnel {
+    /// What was asked.
+    pub spec: TunnelSpec,
+    /// Where it listens.
+    pub local: SocketAddr,
+    /// Its counters.
+    pub stats: Arc<TunnelStats>,
+}
+
+impl fmt::Display for Tunnel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}:{}", self.local, self.spec.remote_host, self.spec.remote_port)
+    }
+}
+
+/// Something that happened to a tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelEvent {
+    /// The shared connection's state changed (applies to every tunnel).
+    State(TunnelState),
+    /// A local connection could not be forwarded.
+    ConnectionFailed {
+        /// Index of the tunnel.
+        tunnel: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why tunnels could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    /// The local port is taken.
+    #[error("local port {port} on {bind} is already in use; pick another with LOCAL:REMOTE, or :REMOTE for any free port")]
+    PortInUse {
+        /// The address.
+        bind: IpAddr,
+        /// The port.
+        port: u16,
+    },
+    /// Binding failed otherwise.
+    #[error("cannot listen on {bind}:{port}: {source}")]
+    Bind {
+        /// The address.
+        bind: IpAddr,
+        /// The port.
+        port: u16,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// The first connection failed.
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+}
+
+/// Binds every spec on `bind` (127.0.0.1 unless asked), before anything
+/// else happens, so a taken port is reported first.
+pub async fn bind_all(
+    specs: &[TunnelSpec],
+    bind: IpAddr,
+) -> Result<Vec<(Tunnel, TcpListener)>, TunnelError> {
+    let mut out = Vec::new();
+    for spec in specs {
+        let listener = TcpListener::bind((bind, spec.local_port)).await.map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                TunnelError::PortInUse { bind, port: spec.local_port }
+            } else {
+                TunnelError::Bind { bind, port: spec.local_port, source }
+            }
+        })?;
+        let local = listener.local_addr().map_err(|source| TunnelError::Bind {
+            bind,
+            port: spec.local_port,
+            source,
+        })?;
+        out.push((Tunnel { spec: spec.clone(), local, stats: Arc::default() }, listener));
+    }
+    Ok(out)
+}
+
+/// The default bind address.
+pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// Serves bound tunnels over a self-healing connection until dropped.
+/// Events go to `events`; the returned handles stop everything on drop.
+pub async fn serve(
+    target: Target,
+    opts: ConnectOptions,
+    bound: Vec<(Tunnel, TcpListener)>,
+    events: mpsc::UnboundedSender<TunnelEvent>,
+) -> Result<(Vec<Arc<Tunnel>>, TunnelSet), TunnelError> {
+    let first = connect(&target, &opts).await?;
+    let (current, watcher) = watch::channel(Some(Arc::new(first)));
+    let _ = events.send(TunnelEvent::State(TunnelState::Up));
+    let mut tasks = vec![tokio::spawn(supervise(target, opts, current, events.clone()))];
+    let mut tunnels = Vec::new();
+    for (index, (tunnel, listener)) in bound.into_iter().enumerate() {
+        let tunnel = Arc::new(tunnel);
+        tunnels.push(tunnel.clone());
+        tasks.push(tokio::spawn(accept_loop(
+            index,
+            tunnel,
+            listener,
+            watcher.clone(),
+            events.clone(),
+        )));
+    }
+    Ok((tunnels, TunnelSet { tasks }))
+}
+
+/// The tasks behind a set of tunnels; dropping it closes them.
+pub struct TunnelSet {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for TunnelSet {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Permanent failures: retrying cannot help.
+fn is_permanent(e: &SshError) -> bool {
+    matches!(e, SshError::HostKey(_) | SshError::Auth(_))
+}
+
+async fn supervise(
+    target: Target,
+    opts: ConnectOptions,
+    current: watch::Sender<Option<Arc<Session>>>,
+    events: mpsc::UnboundedSender<TunnelEvent>,
+) {
+    loop {
+        // Wait for the live connection to end.
+        let live = current.borrow().clone();
+        if let Some(session) = live {
+            session.closed().await;
+        }
+        current.send_replace(None);
+        let mut attempt = 0u32;
+        let mut delay = BACKOFF_FIRST;
+        let mut reason = "connection lost".to_string();
+        loop {
+            attempt += 1;
+            let _ = events.send(TunnelEvent::State(TunnelState::Reconnecting {
+                attempt,
+                reason: reason.clone(),
+            }));
+            tokio::time::sleep(delay).await;
+            match connect(&target, &opts).await {
+                Ok(session) => {
+                    current.send_replace(Some(Arc::new(session)));
+                    let _ = events.send(TunnelEvent::State(TunnelState::Up));
+                    break;
+                }
+                Err(e) if is_permanent(&e) => {
+                    let _ = events.send(TunnelEvent::State(TunnelState::Failed(e.to_string())));
+                    return;
+                }
+                Err(e) => reason = e.to_string(),
+            }
+            delay = (delay * 2).min(BACKOFF_MAX);
+        }
+    }
+}
+
+async fn accept_loop(
+    index: usize,
+    tunnel: Arc<Tunnel>,
+    listener: TcpListener,
+    current: watch::Receiver<Option<Arc<Session>>>,
+    events: mpsc::UnboundedSender<TunnelEvent>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!("tunnel {tunnel}: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        tunnel.stats.connections.fetch_add(1, Ordering::Relaxed);
+        let (tunnel, current, events) = (tunnel.clone(), current.clone(), events.clone());
+        tokio::spawn(async move {
+            tunnel.stats.active.fetch_add(1, Ordering::Relaxed);
+            if let Err(reason) = forward(&tunnel, stream, peer, current).await {
+                let _ = events.send(TunnelEvent::ConnectionFailed { tunnel: index, reason });
+            }
+            tunnel.stats.active.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Forwards one local connection over the current SSH connection.
+async fn forward(
+    tunnel: &Tunnel,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut current: watch::Receiver<Option<Arc<Session>>>,
+) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let session = tokio::time::timeout(WAIT_FOR_CONNECTION, async {
+        loop {
+            if let Some(s) = current.borrow_and_update().clone().filter(|s| !s.is_closed()) {
+                return Some(s);
+            }
+            if current.changed().await.is_err() {
+                return None;
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| {
+        format!(
+            "connection from {peer} dropped: the SSH connection did not come back within {}s",
+            WAIT_FOR_CONNECTION.as_secs()
+        )
+    })?;
+    let spec = &tunnel.spec;
+    let channel = session
+        .handle
+        .channel_open_direct_tcpip(
+            spec.remote_host.clone(),
+            u32::from(spec.remote_port),
+            peer.ip().to_string(),
+            u32::from(peer.port()),
+        )
+        .await
+        .map_err(|e| format!("{}:{} refused by the remote side: {e}", spec.remote_host, spec.remote_port))?;
+    let mut remote = channel.into_stream();
+    let mut local = Counted { inner: stream, up: &tunnel.stats.bytes_up, down: &tunnel.stats.bytes_down };
+    let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
+    Ok(())
+}
+
+/// Counts bytes read (going up) and written (coming down) as they flow.
+struct Counted<'a, S> {
+    inner: S,
+    up: &'a AtomicU64,
+    down: &'a AtomicU64,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.up.fetch_add(n as u64, Ordering::Relaxed);
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = poll {
+            self.down.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_in_all_four_forms() {
+        let s = |l, h: &str, r| TunnelSpec { local_port: l, remote_host: h.into(), remote_port: r };
+        assert_eq!("5678".parse(), Ok(s(5678, "localhost", 5678)));
+        assert_eq!("8080:6006".parse(), Ok(s(8080, "localhost", 6006)));
+        assert_eq!("8080:10.0.0.2:80".parse(), Ok(s(8080, "10.0.0.2", 80)));
+        assert_eq!(":6006".parse(), Ok(s(0, "localhost", 6006)));
+        assert_eq!(":db:5432".parse(), Ok(s(0, "db", 5432)));
+        for bad in ["", "x", "0", "1:2:3:4", "70000", "1::3", "5:0"] {
+            assert!(bad.parse::<TunnelSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_named() {
+        let taken = TcpListener::bind((LOOPBACK, 0)).await.expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let spec = TunnelSpec { local_port: port, remote_host: "localhost".into(), remote_port: 1 };
+        let err = bind_all(&[spec], LOOPBACK).await.expect_err("in use");
+        assert!(err.to_string().contains(&format!("local port {port}")), "{err}");
+    }
+}
