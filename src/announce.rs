@@ -52,8 +52,14 @@ mod tests {
             status,
             r#"::ssh::{"address":"10.0.0.5","port":2222,"host_key":"SHA256:abc"}"#
         );
-        assert_eq!(hint, "You can now add the path to your private key and connect:");
-        assert_eq!(cmd, "$ ssh -i <path-to-private-key> 10.0.0.5 -p 2222 -t /bin/bash");
+        assert_eq!(
+            hint,
+            "You can now add the path to your private key and connect:"
+        );
+        assert_eq!(
+            cmd,
+            "$ ssh -i <path-to-private-key> 10.0.0.5 -p 2222 -t /bin/bash"
+        );
     }
 
     #[test]

@@ -10,4 +10,5 @@ pub mod announce;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod source;
 pub mod ssh;

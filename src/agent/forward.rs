@@ -52,7 +52,9 @@ impl FromStr for PermitOpen {
 
 impl PermitOpen {
     fn matches(&self, host: &str, port: u16) -> bool {
-        self.host.as_deref().is_none_or(|h| h.eq_ignore_ascii_case(host))
+        self.host
+            .as_deref()
+            .is_none_or(|h| h.eq_ignore_ascii_case(host))
             && self.port.is_none_or(|p| p == port)
     }
 }

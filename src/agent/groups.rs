@@ -19,7 +19,10 @@ pub struct Registry(Table);
 impl Registry {
     /// The view of one connection (numbered by the caller).
     pub fn connection(&self, conn: u64) -> Groups {
-        Groups { table: self.0.clone(), conn }
+        Groups {
+            table: self.0.clone(),
+            conn,
+        }
     }
 
     /// Kills every tracked process tree.
@@ -97,7 +100,12 @@ fn all_processes() -> Vec<ProcStat> {
         return Vec::new();
     };
     dir.filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
         .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
         .filter_map(|t| parse_stat(&t))
         .collect()
@@ -125,17 +133,25 @@ fn tree_of(pgid: i32, procs: &[ProcStat]) -> HashSet<i32> {
 }
 
 /// SIGKILLs the group led by `pgid` and all descendants of its members.
+/// The tree is collected before any signal is sent: once a parent dies its
+/// children are reparented and can no longer be found through it.
 pub fn kill_tree(pgid: i32) {
+    signal_tree(pgid, Signal::SIGKILL);
+}
+
+/// Sends `signal` to the group led by `pgid` and to every descendant of its
+/// members; returns how many processes were signalled.
+pub fn signal_tree(pgid: i32, signal: Signal) -> usize {
     if pgid <= 1 {
-        return;
+        return 0;
     }
     let own = std::process::id() as i32;
-    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-    for pid in tree_of(pgid, &all_processes()) {
-        if pid != own && pid > 1 {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-    }
+    let tree = tree_of(pgid, &all_processes());
+    let _ = killpg(Pid::from_raw(pgid), signal);
+    tree.into_iter()
+        .filter(|pid| *pid != own && *pid > 1)
+        .filter(|pid| kill(Pid::from_raw(*pid), signal).is_ok())
+        .count()
 }
 
 #[cfg(test)]
@@ -145,18 +161,45 @@ mod tests {
     #[test]
     fn stat_lines_with_odd_names_parse() {
         let s = parse_stat("4242 (my (weird) prog) S 100 4242 4242 0 -1 4194560").expect("parses");
-        assert_eq!(s, ProcStat { pid: 4242, ppid: 100, pgrp: 4242 });
+        assert_eq!(
+            s,
+            ProcStat {
+                pid: 4242,
+                ppid: 100,
+                pgrp: 4242
+            }
+        );
         assert_eq!(parse_stat("garbage"), None);
     }
 
     #[test]
     fn the_tree_follows_children_that_left_the_group() {
         let procs = [
-            ProcStat { pid: 10, ppid: 1, pgrp: 10 },
-            ProcStat { pid: 11, ppid: 10, pgrp: 10 },
-            ProcStat { pid: 12, ppid: 11, pgrp: 12 },
-            ProcStat { pid: 13, ppid: 12, pgrp: 12 },
-            ProcStat { pid: 20, ppid: 1, pgrp: 20 },
+            ProcStat {
+                pid: 10,
+                ppid: 1,
+                pgrp: 10,
+            },
+            ProcStat {
+                pid: 11,
+                ppid: 10,
+                pgrp: 10,
+            },
+            ProcStat {
+                pid: 12,
+                ppid: 11,
+                pgrp: 12,
+            },
+            ProcStat {
+                pid: 13,
+                ppid: 12,
+                pgrp: 12,
+            },
+            ProcStat {
+                pid: 20,
+                ppid: 1,
+                pgrp: 20,
+            },
         ];
         let tree = tree_of(10, &procs);
         assert_eq!(tree, HashSet::from([10, 11, 12, 13]));

@@ -96,7 +96,8 @@ pub fn fingerprint(key: &PrivateKey) -> String {
 mod tests {
     use super::*;
 
-    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJrd9lod1M7lW12XTlqVq3V8oSSyFFgJh+h513hwM2Cx a@b";
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJrd9lod1M7lW12XTlqVq3V8oSSyFFgJh+h513hwM2Cx a@b";
 
     #[test]
     fn garbage_lines_are_skipped_with_a_warning() {
@@ -113,7 +114,11 @@ mod tests {
     fn options_are_reported_not_fatal() {
         let mut keys = AuthorizedKeys::default();
         let mut warnings = Vec::new();
-        keys.add_text("env", &format!("no-pty,from=\"10.0.0.1\" {ED}"), &mut warnings);
+        keys.add_text(
+            "env",
+            &format!("no-pty,from=\"10.0.0.1\" {ED}"),
+            &mut warnings,
+        );
         assert_eq!(keys.len(), 1);
         assert!(warnings[0].contains("not honoured"), "{warnings:?}");
     }

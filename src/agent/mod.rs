@@ -94,7 +94,9 @@ pub async fn run(args: AgentArgs) -> Result<i32, StartError> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let bound = listener.local_addr().context("cannot read the bound address")?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
 
     let command: Vec<String> = args
         .command

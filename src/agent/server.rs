@@ -27,11 +27,21 @@ const KEEPALIVE_MAX: usize = 3;
 /// Client key algorithms accepted: no `ssh-rsa` (SHA-1) signatures.
 const KEY_ALGORITHMS: &[Algorithm] = &[
     Algorithm::Ed25519,
-    Algorithm::Ecdsa { curve: EcdsaCurve::NistP256 },
-    Algorithm::Ecdsa { curve: EcdsaCurve::NistP384 },
-    Algorithm::Ecdsa { curve: EcdsaCurve::NistP521 },
-    Algorithm::Rsa { hash: Some(HashAlg::Sha512) },
-    Algorithm::Rsa { hash: Some(HashAlg::Sha256) },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP256,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP384,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP521,
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha256),
+    },
 ];
 
 /// AEAD ciphers first: they are the fast ones on loopback and WAN alike.
@@ -103,7 +113,12 @@ impl Connection {
         local: Option<SocketAddr>,
         groups: Groups,
     ) -> Self {
-        Connection { shared, peer, local, groups }
+        Connection {
+            shared,
+            peer,
+            local,
+            groups,
+        }
     }
 
     fn is_authorized(&self, key: &russh::keys::PublicKey, algorithm: &Algorithm) -> bool {

@@ -146,14 +146,23 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         };
         let Some(msg) = msg else { break };
         match msg {
-            ChannelMsg::RequestPty { term, col_width, row_height, .. } => {
+            ChannelMsg::RequestPty {
+                term,
+                col_width,
+                row_height,
+                ..
+            } => {
                 pty = Some(PtyRequest {
                     term,
                     cols: clamp(col_width),
                     rows: clamp(row_height),
                 });
             }
-            ChannelMsg::SetEnv { variable_name, variable_value, .. } => {
+            ChannelMsg::SetEnv {
+                variable_name,
+                variable_value,
+                ..
+            } => {
                 env.push((variable_name, variable_value));
             }
             ChannelMsg::RequestShell { .. } | ChannelMsg::Exec { .. } if running.is_none() => {
@@ -169,7 +178,10 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
                         running = Some(r);
                     }
                     Err(e) => {
-                        let msg = format!("porthole-agent: cannot start {}: {e}\r\n", ctx.account.shell.display());
+                        let msg = format!(
+                            "porthole-agent: cannot start {}: {e}\r\n",
+                            ctx.account.shell.display()
+                        );
                         let _ = tx.extended_data_bytes(1, Bytes::from(msg)).await;
                         finish(&tx, &ctx.handle, id, Exit::Status(SPAWN_FAILED)).await;
                         break;
@@ -213,8 +225,16 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
                     }
                 }
             }
-            ChannelMsg::WindowChange { col_width, row_height, .. } => {
-                if let Some(Running { input: Input::Pty(w), .. }) = running.as_ref() {
+            ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                ..
+            } => {
+                if let Some(Running {
+                    input: Input::Pty(w),
+                    ..
+                }) = running.as_ref()
+                {
                     let _ = w.resize(pty_process::Size::new(clamp(row_height), clamp(col_width)));
                 }
             }
@@ -262,7 +282,8 @@ async fn answer_linger(
     match outcome {
         Ok(()) => {
             let snap = status::snapshot(&ctx.state);
-            let doc = serde_json::json!({ "ok": true, "linger": snap.linger, "command": snap.command });
+            let doc =
+                serde_json::json!({ "ok": true, "linger": snap.linger, "command": snap.command });
             let _ = tx.data_bytes(Bytes::from(format!("{doc}\n"))).await;
             finish(tx, &ctx.handle, id, Exit::Status(0)).await;
         }
@@ -314,7 +335,14 @@ fn environment(
     if let (Some(peer), Some(local)) = (ctx.peer, ctx.local) {
         set(
             "SSH_CONNECTION",
-            format!("{} {} {} {}", peer.ip(), peer.port(), local.ip(), local.port()).into(),
+            format!(
+                "{} {} {} {}",
+                peer.ip(),
+                peer.port(),
+                local.ip(),
+                local.port()
+            )
+            .into(),
         );
         set(
             "SSH_CLIENT",
@@ -356,7 +384,11 @@ fn start(
         let (read, write) = pty_master.into_split();
         let out = tokio::spawn(pump(read, tx.make_writer()));
         let done = tokio::spawn(wait_and_drain(child, pgid, vec![out]));
-        return Ok(Running { input: Input::Pty(write), pgid, done });
+        return Ok(Running {
+            input: Input::Pty(write),
+            pgid,
+            done,
+        });
     }
 
     let mut cmd = tokio::process::Command::new(shell);
@@ -370,7 +402,11 @@ fn start(
     // SAFETY: setsid is async-signal-safe; a new session makes the command
     // a group leader (so its tree can be killed) without a controlling tty.
     unsafe {
-        cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
     }
     let mut child = cmd.spawn()?;
     let pgid = child_pid(&child)?;
@@ -383,7 +419,11 @@ fn start(
         pumps.push(tokio::spawn(pump(err, tx.make_writer_ext(Some(1)))));
     }
     let done = tokio::spawn(wait_and_drain(child, pgid, pumps));
-    Ok(Running { input: Input::Pipe(stdin), pgid, done })
+    Ok(Running {
+        input: Input::Pipe(stdin),
+        pgid,
+        done,
+    })
 }
 
 fn child_pid(child: &Child) -> anyhow::Result<i32> {
@@ -421,7 +461,10 @@ async fn wait_and_drain(mut child: Child, pgid: i32, pumps: Vec<JoinHandle<()>>)
             let _ = p.await;
         }
     });
-    if tokio::time::timeout(DRAIN_GRACE, &mut drained).await.is_err() {
+    if tokio::time::timeout(DRAIN_GRACE, &mut drained)
+        .await
+        .is_err()
+    {
         kill_tree(pgid);
         let _ = drained.await;
     }

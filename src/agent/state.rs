@@ -164,7 +164,10 @@ mod tests {
 
     #[test]
     fn linger_requests_parse() {
-        assert_eq!(LingerRequest::parse("release\n"), Ok(LingerRequest::Release));
+        assert_eq!(
+            LingerRequest::parse("release\n"),
+            Ok(LingerRequest::Release)
+        );
         assert_eq!(
             LingerRequest::parse("extend 30m"),
             Ok(LingerRequest::Extend(Duration::from_secs(1800)))
@@ -177,7 +180,8 @@ mod tests {
     #[test]
     fn extend_before_the_end_raises_the_linger_and_release_ends_it() {
         let s = AgentState::new(22, Some(vec!["true".into()]), Duration::from_secs(5));
-        s.apply(LingerRequest::Extend(Duration::from_secs(60))).expect("applies");
+        s.apply(LingerRequest::Extend(Duration::from_secs(60)))
+            .expect("applies");
         assert_eq!(s.lifecycle().linger, Duration::from_secs(60));
         let (at, _) = s.command_ended(0).expect("deadline set");
         assert!(at > Instant::now() + Duration::from_secs(50));

@@ -151,8 +151,14 @@ mod tests {
         assert_eq!(
             l,
             vec![
-                Listening { address: "127.0.0.1".parse().expect("ip"), port: 8080 },
-                Listening { address: "0.0.0.0".parse().expect("ip"), port: 5678 },
+                Listening {
+                    address: "127.0.0.1".parse().expect("ip"),
+                    port: 8080
+                },
+                Listening {
+                    address: "0.0.0.0".parse().expect("ip"),
+                    port: 5678
+                },
             ]
         );
     }
@@ -160,7 +166,19 @@ mod tests {
     #[test]
     fn listening_ipv6_sockets_are_found() {
         let l = parse_proc_net_tcp(TCP6);
-        assert_eq!(l[0], Listening { address: "::1".parse().expect("ip"), port: 6666 });
-        assert_eq!(l[1], Listening { address: "127.0.0.1".parse().expect("ip"), port: 9090 });
+        assert_eq!(
+            l[0],
+            Listening {
+                address: "::1".parse().expect("ip"),
+                port: 6666
+            }
+        );
+        assert_eq!(
+            l[1],
+            Listening {
+                address: "127.0.0.1".parse().expect("ip"),
+                port: 9090
+            }
+        );
     }
 }

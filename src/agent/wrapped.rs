@@ -10,6 +10,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 
+use super::groups::kill_tree;
 use super::state::AgentState;
 
 /// After a release over SSH, time for the answer to reach the client.
@@ -88,6 +89,11 @@ pub async fn run(argv: &[OsString], state: &AgentState) -> anyhow::Result<i32> {
     };
     let code = exit_code(status);
     linger(state, code, &mut signals).await;
+    // Background processes the command left in its group go with it: an
+    // agent that has exited must not leave a copy of the job running.
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        kill_tree(pid);
+    }
     Ok(code)
 }
 

@@ -17,8 +17,7 @@ pub fn create(path: &Path, force: bool) -> anyhow::Result<String> {
         );
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
     let host = nix::unistd::gethostname()
@@ -28,7 +27,10 @@ pub fn create(path: &Path, force: bool) -> anyhow::Result<String> {
     let mut key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
         .context("cannot generate an ed25519 key")?;
     key.set_comment(format!("porthole {user}@{host}"));
-    let public = key.public_key().to_openssh().context("cannot encode the public key")?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .context("cannot encode the public key")?;
 
     // Write both through temporary files so an interrupted run leaves
     // either the old pair or the new one, never half a key.
@@ -41,8 +43,13 @@ pub fn create(path: &Path, force: bool) -> anyhow::Result<String> {
     std::io::Write::write_all(&mut pub_tmp, format!("{public}\n").as_bytes())?;
     set_mode(pub_tmp.path(), 0o644)?;
     set_mode(tmp.path(), 0o600)?;
-    tmp.persist(path).map_err(|e| e.error).context("cannot save the private key")?;
-    pub_tmp.persist(&pub_path).map_err(|e| e.error).context("cannot save the public key")?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .context("cannot save the private key")?;
+    pub_tmp
+        .persist(&pub_path)
+        .map_err(|e| e.error)
+        .context("cannot save the public key")?;
     Ok(public)
 }
 

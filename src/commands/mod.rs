@@ -29,12 +29,21 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Keygen { force } => {
             let path = paths.default_key();
             let public = keygen::create(&path, force)?;
-            eprintln!("porthole: wrote {} and {}.pub", path.display(), path.display());
+            eprintln!(
+                "porthole: wrote {} and {}.pub",
+                path.display(),
+                path.display()
+            );
             eprintln!("porthole: paste this line into the platform's SSH key field:");
             println!("{public}");
             Ok(0)
         }
-        Command::Exec { target, tty, connect, command } => {
+        Command::Exec {
+            target,
+            tty,
+            connect,
+            command,
+        } => {
             let (target, opts) = prepare(&target, &connect, &paths)?;
             let session = ssh::connect(&target, &opts).await?;
             let line = command.join(" ");
@@ -44,8 +53,14 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
                 // Like ssh: our stdin goes to the command unless it is a terminal
                 // nobody will type EOF into.
                 let stdin = (!std::io::stdin().is_terminal()).then(tokio::io::stdin);
-                ssh::exec::run(&session, &line, stdin, tokio::io::stdout(), tokio::io::stderr())
-                    .await?
+                ssh::exec::run(
+                    &session,
+                    &line,
+                    stdin,
+                    tokio::io::stdout(),
+                    tokio::io::stderr(),
+                )
+                .await?
             };
             Ok(exit.code())
         }
@@ -55,7 +70,12 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
             let exit = ssh::shell::interactive(&session, None).await?;
             Ok(exit.code())
         }
-        Command::Tunnel { target, specs, bind, connect } => {
+        Command::Tunnel {
+            target,
+            specs,
+            bind,
+            connect,
+        } => {
             let (target, opts) = prepare(&target, &connect, &paths)?;
             run_tunnels(target, opts, &specs, bind).await
         }
@@ -63,7 +83,11 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
 }
 
 /// Resolves the target and the connect options from the flags.
-fn prepare(target: &str, args: &ConnectArgs, paths: &Paths) -> anyhow::Result<(Target, ConnectOptions)> {
+fn prepare(
+    target: &str,
+    args: &ConnectArgs,
+    paths: &Paths,
+) -> anyhow::Result<(Target, ConnectOptions)> {
     let mut target: Target = target.parse()?;
     if let Some(user) = &args.user {
         target.user = user.clone();
@@ -84,7 +108,14 @@ fn prepare(target: &str, args: &ConnectArgs, paths: &Paths) -> anyhow::Result<(T
         use_agent: true,
         ask_passphrase: Some(prompt::terminal_secret()),
     };
-    Ok((target, ConnectOptions { trust, auth, timeout: args.connect_timeout }))
+    Ok((
+        target,
+        ConnectOptions {
+            trust,
+            auth,
+            timeout: args.connect_timeout,
+        },
+    ))
 }
 
 async fn run_tunnels(

@@ -123,7 +123,8 @@ fn ciphers() -> &'static [cipher::Name] {
         cipher::AES_256_CTR,
     ];
     #[cfg(target_arch = "x86_64")]
-    let aes = std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq");
+    let aes = std::arch::is_x86_feature_detected!("aes")
+        && std::arch::is_x86_feature_detected!("pclmulqdq");
     #[cfg(target_arch = "aarch64")]
     let aes = std::arch::is_aarch64_feature_detected!("aes");
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -183,13 +184,20 @@ impl Session {
 pub async fn connect(target: &Target, opts: &ConnectOptions) -> Result<Session, SshError> {
     let shown = target.host_port();
     let secs = opts.timeout.as_secs();
-    let timeout = |phase| SshError::Timeout { target: shown.clone(), phase, secs };
+    let timeout = |phase| SshError::Timeout {
+        target: shown.clone(),
+        phase,
+        secs,
+    };
 
     let addrs: Vec<std::net::SocketAddr> =
         tokio::time::timeout(opts.timeout, tokio::net::lookup_host(shown.as_str()))
             .await
             .map_err(|_| timeout("resolving"))?
-            .map_err(|source| SshError::Resolve { target: shown.clone(), source })?
+            .map_err(|source| SshError::Resolve {
+                target: shown.clone(),
+                source,
+            })?
             .collect();
     let mut last_err = None;
     let mut stream = None;
@@ -208,7 +216,12 @@ pub async fn connect(target: &Target, opts: &ConnectOptions) -> Result<Session, 
         (None, Some(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             return Err(SshError::Refused { target: shown })
         }
-        (None, Some(source)) => return Err(SshError::Unreachable { target: shown, source }),
+        (None, Some(source)) => {
+            return Err(SshError::Unreachable {
+                target: shown,
+                source,
+            })
+        }
         (None, None) => {
             return Err(SshError::Resolve {
                 target: shown,
@@ -235,5 +248,9 @@ pub async fn connect(target: &Target, opts: &ConnectOptions) -> Result<Session, 
     // The passphrase prompt is part of authentication, so no timeout wraps
     // the whole of it: the server's own login grace time bounds it.
     identity::authenticate(&mut handle, &target.user, &opts.auth).await?;
-    Ok(Session { handle, target: target.clone(), alive })
+    Ok(Session {
+        handle,
+        target: target.clone(),
+        alive,
+    })
 }

@@ -94,9 +94,9 @@ where
             ChannelMsg::Data { data } => write(&mut stdout, &data).await,
             ChannelMsg::ExtendedData { data, ext: 1 } => write(&mut stderr, &data).await,
             ChannelMsg::ExitStatus { exit_status } => exit = RemoteExit::Code(exit_status),
-            ChannelMsg::ExitSignal { signal_name: sig, .. } => {
-                exit = RemoteExit::Signal(signal_name(&sig))
-            }
+            ChannelMsg::ExitSignal {
+                signal_name: sig, ..
+            } => exit = RemoteExit::Signal(signal_name(&sig)),
             ChannelMsg::Close => break,
             _ => {}
         }
@@ -121,7 +121,14 @@ pub async fn capture(
 ) -> Result<(RemoteExit, Vec<u8>, Vec<u8>), SshError> {
     let mut out = Vec::new();
     let mut err = Vec::new();
-    let exit = run(session, command, None::<tokio::io::Empty>, &mut out, &mut err).await?;
+    let exit = run(
+        session,
+        command,
+        None::<tokio::io::Empty>,
+        &mut out,
+        &mut err,
+    )
+    .await?;
     Ok((exit, out, err))
 }
 

@@ -105,7 +105,10 @@ pub fn load_key_file(path: &Path, ask: Option<&AskSecret>) -> Result<PrivateKey,
             russh::keys::load_secret_key(path, Some(&passphrase))
                 .map_err(|_| AuthError::BadPassphrase { path: shown })
         }
-        Err(e) => Err(AuthError::Unreadable { path: shown, reason: e.to_string() }),
+        Err(e) => Err(AuthError::Unreadable {
+            path: shown,
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -135,9 +138,23 @@ pub async fn authenticate<H: Handler>(
                     let AgentIdentity::PublicKey { key, comment } = identity else {
                         continue;
                     };
-                    tried.push(format!("agent key {}", if comment.is_empty() { "(no comment)" } else { &comment }));
-                    let hash = if key.algorithm().is_rsa() { rsa_hash } else { None };
-                    match handle.authenticate_publickey_with(user, key, hash, &mut agent).await {
+                    tried.push(format!(
+                        "agent key {}",
+                        if comment.is_empty() {
+                            "(no comment)"
+                        } else {
+                            &comment
+                        }
+                    ));
+                    let hash = if key.algorithm().is_rsa() {
+                        rsa_hash
+                    } else {
+                        None
+                    };
+                    match handle
+                        .authenticate_publickey_with(user, key, hash, &mut agent)
+                        .await
+                    {
                         Ok(result) if result.success() => return Ok(()),
                         Ok(_) => {}
                         Err(e) => tracing::info!("agent could not sign: {e}"),
@@ -164,7 +181,11 @@ async fn try_key<H: Handler>(
     key: PrivateKey,
     rsa_hash: Option<russh::keys::HashAlg>,
 ) -> Result<bool, AuthError> {
-    let hash = if key.algorithm().is_rsa() { rsa_hash } else { None };
+    let hash = if key.algorithm().is_rsa() {
+        rsa_hash
+    } else {
+        None
+    };
     let result = handle
         .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
         .await?;
@@ -172,7 +193,11 @@ async fn try_key<H: Handler>(
 }
 
 fn no_key(tried: Vec<String>) -> AuthError {
-    let tried = if tried.is_empty() { "none".to_string() } else { tried.join(", ") };
+    let tried = if tried.is_empty() {
+        "none".to_string()
+    } else {
+        tried.join(", ")
+    };
     AuthError::NoAcceptedKey {
         tried,
         hint: "pass -i KEY, load the key into ssh-agent, or create porthole's key with `porthole keygen`",
@@ -190,7 +215,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("key");
         let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).expect("key");
-        key.write_openssh_file(&path, LineEnding::LF).expect("written");
+        key.write_openssh_file(&path, LineEnding::LF)
+            .expect("written");
         load_key_file(&path, None).expect("0600 is fine");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let err = load_key_file(&path, None).expect_err("0644 refused");
@@ -205,10 +231,17 @@ mod tests {
             .expect("key")
             .encrypt(&mut rand::rng(), "s3cret")
             .expect("encrypted");
-        key.write_openssh_file(&path, LineEnding::LF).expect("written");
-        assert!(matches!(load_key_file(&path, None), Err(AuthError::NeedsPassphrase { .. })));
+        key.write_openssh_file(&path, LineEnding::LF)
+            .expect("written");
+        assert!(matches!(
+            load_key_file(&path, None),
+            Err(AuthError::NeedsPassphrase { .. })
+        ));
         let wrong: AskSecret = Arc::new(|_| Some("nope".into()));
-        assert!(matches!(load_key_file(&path, Some(&wrong)), Err(AuthError::BadPassphrase { .. })));
+        assert!(matches!(
+            load_key_file(&path, Some(&wrong)),
+            Err(AuthError::BadPassphrase { .. })
+        ));
         let right: AskSecret = Arc::new(|_| Some("s3cret".into()));
         load_key_file(&path, Some(&right)).expect("decrypted");
     }

@@ -57,7 +57,9 @@ pub async fn interactive(session: &Session, command: Option<&str>) -> Result<Rem
     let term = std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into());
     let (cols, rows) = terminal_size();
     let channel = session.handle.channel_open_session().await?;
-    channel.request_pty(true, &term, cols, rows, 0, 0, &[]).await?;
+    channel
+        .request_pty(true, &term, cols, rows, 0, 0, &[])
+        .await?;
     match command {
         Some(c) => channel.exec(true, c.as_bytes()).await?,
         None => channel.request_shell(true).await?,

@@ -29,7 +29,10 @@ impl FromStr for Target {
     type Err = TargetError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason| TargetError { input: s.to_string(), reason };
+        let err = |reason| TargetError {
+            input: s.to_string(),
+            reason,
+        };
         let (user, rest) = match s.rsplit_once('@') {
             Some((u, r)) if !u.is_empty() => (u.to_string(), r),
             Some(_) => return Err(err("empty user")),
@@ -37,7 +40,9 @@ impl FromStr for Target {
         };
         let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
             let (host, after) = v6.split_once(']').ok_or_else(|| err("unclosed `[`"))?;
-            let port = after.strip_prefix(':').ok_or_else(|| err("missing :port"))?;
+            let port = after
+                .strip_prefix(':')
+                .ok_or_else(|| err("missing :port"))?;
             (host, port)
         } else {
             let (host, port) = rest.rsplit_once(':').ok_or_else(|| err("missing :port"))?;
@@ -49,8 +54,16 @@ impl FromStr for Target {
         if host.is_empty() {
             return Err(err("empty host"));
         }
-        let port = port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| err("bad port"))?;
-        Ok(Target { user, host: host.to_string(), port })
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| err("bad port"))?;
+        Ok(Target {
+            user,
+            host: host.to_string(),
+            port,
+        })
     }
 }
 
@@ -78,9 +91,15 @@ mod tests {
     #[test]
     fn targets_parse() {
         let t: Target = "10.0.0.5:2222".parse().expect("valid");
-        assert_eq!((t.user.as_str(), t.host.as_str(), t.port), ("root", "10.0.0.5", 2222));
+        assert_eq!(
+            (t.user.as_str(), t.host.as_str(), t.port),
+            ("root", "10.0.0.5", 2222)
+        );
         let t: Target = "me@[::1]:22".parse().expect("valid");
-        assert_eq!((t.user.as_str(), t.host.as_str(), t.port), ("me", "::1", 22));
+        assert_eq!(
+            (t.user.as_str(), t.host.as_str(), t.port),
+            ("me", "::1", 22)
+        );
         assert_eq!(t.to_string(), "me@[::1]:22");
         let t: Target = "a@b@host.example:80".parse().expect("valid");
         assert_eq!(t.user, "a@b");
@@ -88,7 +107,16 @@ mod tests {
 
     #[test]
     fn bad_targets_say_why() {
-        for bad in ["host", "host:", "host:99999", "@h:1", "::1:22", "[::1:22", ":22", "h:0"] {
+        for bad in [
+            "host",
+            "host:",
+            "host:99999",
+            "@h:1",
+            "::1:22",
+            "[::1:22",
+            ":22",
+            "h:0",
+        ] {
             let e = bad.parse::<Target>().expect_err(bad);
             assert!(e.to_string().contains("expected [user@]host:port"), "{e}");
         }

@@ -35,7 +35,12 @@ impl std::fmt::Debug for HostTrust {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             HostTrust::Pinned(fp) => write!(f, "Pinned({fp})"),
-            HostTrust::KnownHosts { path, accept_new, accept_changed, ask } => f
+            HostTrust::KnownHosts {
+                path,
+                accept_new,
+                accept_changed,
+                ask,
+            } => f
                 .debug_struct("KnownHosts")
                 .field("path", path)
                 .field("accept_new", accept_new)
@@ -133,7 +138,12 @@ impl HostTrust {
                     })
                 }
             }
-            HostTrust::KnownHosts { path, accept_new, accept_changed, ask } => {
+            HostTrust::KnownHosts {
+                path,
+                accept_new,
+                accept_changed,
+                ask,
+            } => {
                 let store = KnownHosts::new(path);
                 let recorded = store.lookup(&pattern).map_err(|source| TrustError::Io {
                     path: path.display().to_string(),
@@ -162,15 +172,25 @@ impl HostTrust {
                     match ask.as_ref().and_then(|ask| ask(&question)) {
                         Some(true) => {}
                         Some(false) => {
-                            return Err(TrustError::Declined { host: pattern, presented })
+                            return Err(TrustError::Declined {
+                                host: pattern,
+                                presented,
+                            })
                         }
-                        None => return Err(TrustError::Unknown { host: pattern, presented }),
+                        None => {
+                            return Err(TrustError::Unknown {
+                                host: pattern,
+                                presented,
+                            })
+                        }
                     }
                 }
-                store.record(&pattern, key).map_err(|source| TrustError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })
+                store
+                    .record(&pattern, key)
+                    .map_err(|source| TrustError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    })
             }
         }
     }
@@ -268,8 +288,12 @@ mod tests {
     #[test]
     fn pin_must_match_exactly() {
         let k = key();
-        assert!(HostTrust::Pinned(fingerprint(&k)).verify("h", 1, &k).is_ok());
-        let err = HostTrust::Pinned(fingerprint(&key())).verify("h", 1, &k).expect_err("mismatch");
+        assert!(HostTrust::Pinned(fingerprint(&k))
+            .verify("h", 1, &k)
+            .is_ok());
+        let err = HostTrust::Pinned(fingerprint(&key()))
+            .verify("h", 1, &k)
+            .expect_err("mismatch");
         assert!(matches!(err, TrustError::PinMismatch { .. }));
         assert!(err.to_string().contains(&fingerprint(&k)), "{err}");
     }
@@ -278,17 +302,33 @@ mod tests {
     fn unknown_needs_consent_and_changed_needs_the_explicit_flag() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (a, b) = (key(), key());
-        let err = store(dir.path(), false, false).verify("10.0.0.5", 2222, &a).expect_err("unknown");
+        let err = store(dir.path(), false, false)
+            .verify("10.0.0.5", 2222, &a)
+            .expect_err("unknown");
         assert!(matches!(err, TrustError::Unknown { .. }), "{err}");
-        store(dir.path(), true, false).verify("10.0.0.5", 2222, &a).expect("accept-new records");
-        store(dir.path(), false, false).verify("10.0.0.5", 2222, &a).expect("now known");
+        store(dir.path(), true, false)
+            .verify("10.0.0.5", 2222, &a)
+            .expect("accept-new records");
+        store(dir.path(), false, false)
+            .verify("10.0.0.5", 2222, &a)
+            .expect("now known");
         // Same address, other port: another host.
-        assert!(store(dir.path(), false, false).verify("10.0.0.5", 2223, &a).is_err());
-        let err = store(dir.path(), true, false).verify("10.0.0.5", 2222, &b).expect_err("changed");
+        assert!(store(dir.path(), false, false)
+            .verify("10.0.0.5", 2223, &a)
+            .is_err());
+        let err = store(dir.path(), true, false)
+            .verify("10.0.0.5", 2222, &b)
+            .expect_err("changed");
         assert!(matches!(err, TrustError::Changed { .. }), "{err}");
-        store(dir.path(), false, true).verify("10.0.0.5", 2222, &b).expect("explicitly replaced");
-        store(dir.path(), false, false).verify("10.0.0.5", 2222, &b).expect("b is now the key");
-        assert!(store(dir.path(), false, false).verify("10.0.0.5", 2222, &a).is_err());
+        store(dir.path(), false, true)
+            .verify("10.0.0.5", 2222, &b)
+            .expect("explicitly replaced");
+        store(dir.path(), false, false)
+            .verify("10.0.0.5", 2222, &b)
+            .expect("b is now the key");
+        assert!(store(dir.path(), false, false)
+            .verify("10.0.0.5", 2222, &a)
+            .is_err());
         let text = std::fs::read_to_string(dir.path().join("known_hosts")).expect("file");
         assert_eq!(text.lines().count(), 1, "{text}");
     }
@@ -305,8 +345,13 @@ mod tests {
             ask: Some(ask.clone()),
         };
         let k = key();
-        assert!(matches!(with(&no).verify("h", 1, &k), Err(TrustError::Declined { .. })));
+        assert!(matches!(
+            with(&no).verify("h", 1, &k),
+            Err(TrustError::Declined { .. })
+        ));
         with(&yes).verify("h", 1, &k).expect("accepted");
-        with(&no).verify("h", 1, &k).expect("known now, no question");
+        with(&no)
+            .verify("h", 1, &k)
+            .expect("known now, no question");
     }
 }

@@ -73,7 +73,11 @@ impl FromStr for TunnelSpec {
                 ))
             }
         };
-        Ok(TunnelSpec { local_port, remote_host, remote_port })
+        Ok(TunnelSpec {
+            local_port,
+            remote_host,
+            remote_port,
+        })
     }
 }
 
@@ -134,7 +138,11 @@ pub struct Tunnel {
 
 impl fmt::Display for Tunnel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} -> {}:{}", self.local, self.spec.remote_host, self.spec.remote_port)
+        write!(
+            f,
+            "{} -> {}:{}",
+            self.local, self.spec.remote_host, self.spec.remote_port
+        )
     }
 }
 
@@ -186,19 +194,35 @@ pub async fn bind_all(
 ) -> Result<Vec<(Tunnel, TcpListener)>, TunnelError> {
     let mut out = Vec::new();
     for spec in specs {
-        let listener = TcpListener::bind((bind, spec.local_port)).await.map_err(|source| {
-            if source.kind() == std::io::ErrorKind::AddrInUse {
-                TunnelError::PortInUse { bind, port: spec.local_port }
-            } else {
-                TunnelError::Bind { bind, port: spec.local_port, source }
-            }
-        })?;
+        let listener = TcpListener::bind((bind, spec.local_port))
+            .await
+            .map_err(|source| {
+                if source.kind() == std::io::ErrorKind::AddrInUse {
+                    TunnelError::PortInUse {
+                        bind,
+                        port: spec.local_port,
+                    }
+                } else {
+                    TunnelError::Bind {
+                        bind,
+                        port: spec.local_port,
+                        source,
+                    }
+                }
+            })?;
         let local = listener.local_addr().map_err(|source| TunnelError::Bind {
             bind,
             port: spec.local_port,
             source,
         })?;
-        out.push((Tunnel { spec: spec.clone(), local, stats: Arc::default() }, listener));
+        out.push((
+            Tunnel {
+                spec: spec.clone(),
+                local,
+                stats: Arc::default(),
+            },
+            listener,
+        ));
     }
     Ok(out)
 }
@@ -217,7 +241,12 @@ pub async fn serve(
     let first = connect(&target, &opts).await?;
     let (current, watcher) = watch::channel(Some(Arc::new(first)));
     let _ = events.send(TunnelEvent::State(TunnelState::Up));
-    let mut tasks = vec![tokio::spawn(supervise(target, opts, current, events.clone()))];
+    let mut tasks = vec![tokio::spawn(supervise(
+        target,
+        opts,
+        current,
+        events.clone(),
+    ))];
     let mut tunnels = Vec::new();
     for (index, (tunnel, listener)) in bound.into_iter().enumerate() {
         let tunnel = Arc::new(tunnel);
@@ -312,7 +341,10 @@ async fn accept_loop(
         tokio::spawn(async move {
             tunnel.stats.active.fetch_add(1, Ordering::Relaxed);
             if let Err(reason) = forward(&tunnel, stream, peer, current).await {
-                let _ = events.send(TunnelEvent::ConnectionFailed { tunnel: index, reason });
+                let _ = events.send(TunnelEvent::ConnectionFailed {
+                    tunnel: index,
+                    reason,
+                });
             }
             tunnel.stats.active.fetch_sub(1, Ordering::Relaxed);
         });
@@ -329,7 +361,11 @@ async fn forward(
     let _ = stream.set_nodelay(true);
     let session = tokio::time::timeout(WAIT_FOR_CONNECTION, async {
         loop {
-            if let Some(s) = current.borrow_and_update().clone().filter(|s| !s.is_closed()) {
+            if let Some(s) = current
+                .borrow_and_update()
+                .clone()
+                .filter(|s| !s.is_closed())
+            {
                 return Some(s);
             }
             if current.changed().await.is_err() {
@@ -356,9 +392,18 @@ async fn forward(
             u32::from(peer.port()),
         )
         .await
-        .map_err(|e| format!("{}:{} refused by the remote side: {e}", spec.remote_host, spec.remote_port))?;
+        .map_err(|e| {
+            format!(
+                "{}:{} refused by the remote side: {e}",
+                spec.remote_host, spec.remote_port
+            )
+        })?;
     let mut remote = channel.into_stream();
-    let mut local = Counted { inner: stream, up: &tunnel.stats.bytes_up, down: &tunnel.stats.bytes_down };
+    let mut local = Counted {
+        inner: stream,
+        up: &tunnel.stats.bytes_up,
+        down: &tunnel.stats.bytes_down,
+    };
     let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
     Ok(())
 }
@@ -412,7 +457,11 @@ mod tests {
 
     #[test]
     fn specs_parse_in_all_four_forms() {
-        let s = |l, h: &str, r| TunnelSpec { local_port: l, remote_host: h.into(), remote_port: r };
+        let s = |l, h: &str, r| TunnelSpec {
+            local_port: l,
+            remote_host: h.into(),
+            remote_port: r,
+        };
         assert_eq!("5678".parse(), Ok(s(5678, "localhost", 5678)));
         assert_eq!("8080:6006".parse(), Ok(s(8080, "localhost", 6006)));
         assert_eq!("8080:10.0.0.2:80".parse(), Ok(s(8080, "10.0.0.2", 80)));
@@ -427,8 +476,15 @@ mod tests {
     async fn a_taken_port_is_named() {
         let taken = TcpListener::bind((LOOPBACK, 0)).await.expect("bind");
         let port = taken.local_addr().expect("addr").port();
-        let spec = TunnelSpec { local_port: port, remote_host: "localhost".into(), remote_port: 1 };
+        let spec = TunnelSpec {
+            local_port: port,
+            remote_host: "localhost".into(),
+            remote_port: 1,
+        };
         let err = bind_all(&[spec], LOOPBACK).await.expect_err("in use");
-        assert!(err.to_string().contains(&format!("local port {port}")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("local port {port}")),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,355 @@
+//! The shapes of the Valohai REST subset (see the reference), shared by the
+//! API client and the local control plane that serves the same API.
+//! Unknown fields are ignored and optional ones may be missing.
+
+use serde::{Deserialize, Serialize};
+
+/// A paginated list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// Total number of items.
+    #[serde(default)]
+    pub count: u64,
+    /// URL of the next page.
+    #[serde(default)]
+    pub next: Option<String>,
+    /// URL of the previous page.
+    #[serde(default)]
+    pub previous: Option<String>,
+    /// This page's items.
+    #[serde(default = "Vec::new")]
+    pub results: Vec<T>,
+}
+
+/// `users/me`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    /// User id (a number on Valohai).
+    #[serde(default)]
+    pub id: serde_json::Value,
+    /// Login name.
+    #[serde(default)]
+    pub username: String,
+}
+
+/// A project.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Project {
+    /// UUID.
+    pub id: String,
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Creation time.
+    #[serde(default)]
+    pub ctime: Option<String>,
+    /// API URL.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// The project reference inside an execution.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum ProjectRef {
+    /// `{"id": ..., "name": ...}`.
+    Object {
+        /// UUID.
+        id: String,
+        /// Name.
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// Just the UUID.
+    Id(String),
+}
+
+impl ProjectRef {
+    /// The project's id.
+    pub fn id(&self) -> &str {
+        match self {
+            ProjectRef::Object { id, .. } | ProjectRef::Id(id) => id,
+        }
+    }
+}
+
+/// Links of an execution.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExecutionUrls {
+    /// Web page.
+    #[serde(default)]
+    pub display: Option<String>,
+    /// Stop endpoint.
+    #[serde(default)]
+    pub stop: Option<String>,
+}
+
+/// An execution.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Execution {
+    /// UUID (or the local control plane's id).
+    pub id: String,
+    /// Per-project counter shown to users (`#12`).
+    pub counter: u64,
+    /// Raw status value; see [`Execution::status`].
+    #[serde(default)]
+    pub status: String,
+    /// Human detail of the status.
+    #[serde(default)]
+    pub status_detail: Option<String>,
+    /// Title, if the user gave one.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Step name.
+    #[serde(default)]
+    pub step: Option<String>,
+    /// Creation time (ISO 8601).
+    #[serde(default)]
+    pub ctime: Option<String>,
+    /// Last modification time.
+    #[serde(default)]
+    pub mtime: Option<String>,
+    /// End time, once finished.
+    #[serde(default)]
+    pub end_time: Option<String>,
+    /// Duration in seconds.
+    #[serde(default)]
+    pub duration: Option<f64>,
+    /// API URL of itself.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Other links.
+    #[serde(default)]
+    pub urls: Option<ExecutionUrls>,
+    /// The project.
+    #[serde(default)]
+    pub project: Option<ProjectRef>,
+    /// The command (a string or a list of strings).
+    #[serde(default)]
+    pub command: Option<serde_json::Value>,
+}
+
+/// Execution status, with unknown values kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Created, not queued yet.
+    Created,
+    /// Waiting for a machine.
+    Queued,
+    /// Running.
+    Started,
+    /// Being stopped.
+    Stopping,
+    /// Finished successfully.
+    Complete,
+    /// The command failed.
+    Error,
+    /// The platform failed.
+    Crashed,
+    /// Stopped by a user.
+    Stopped,
+    /// Anything else the server says.
+    Other(String),
+}
+
+impl Status {
+    /// Parses a raw status value.
+    pub fn parse(raw: &str) -> Self {
+        match raw {
+            "created" => Status::Created,
+            "queued" => Status::Queued,
+            "started" => Status::Started,
+            "stopping" | "stopping_hard" => Status::Stopping,
+            "complete" => Status::Complete,
+            "error" => Status::Error,
+            "crashed" => Status::Crashed,
+            "stopped" => Status::Stopped,
+            other => Status::Other(other.to_string()),
+        }
+    }
+
+    /// The raw value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Status::Created => "created",
+            Status::Queued => "queued",
+            Status::Started => "started",
+            Status::Stopping => "stopping",
+            Status::Complete => "complete",
+            Status::Error => "error",
+            Status::Crashed => "crashed",
+            Status::Stopped => "stopped",
+            Status::Other(s) => s,
+        }
+    }
+
+    /// Whether the execution has ended.
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self,
+            Status::Complete | Status::Error | Status::Crashed | Status::Stopped
+        )
+    }
+}
+
+impl Execution {
+    /// The parsed status.
+    pub fn status(&self) -> Status {
+        Status::parse(&self.status)
+    }
+
+    /// Title, else step, else the command, for lists.
+    pub fn label(&self) -> String {
+        if let Some(t) = self.title.as_deref().filter(|t| !t.is_empty()) {
+            return t.to_string();
+        }
+        if let Some(s) = self.step.as_deref().filter(|s| !s.is_empty()) {
+            return s.to_string();
+        }
+        match &self.command {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Array(parts)) => parts
+                .iter()
+                .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
+        }
+    }
+}
+
+/// Which stream a log event came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// Platform status messages.
+    Status,
+    /// Anything else.
+    #[serde(other)]
+    Other,
+}
+
+/// One log event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LogEvent {
+    /// ISO 8601 time without zone, as Valohai sends it.
+    #[serde(default)]
+    pub time: String,
+    /// The stream.
+    pub stream: Stream,
+    /// The text (a line, usually without its newline).
+    #[serde(default)]
+    pub message: String,
+}
+
+/// `executions/{id}/events/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventsPage {
+    /// How many events the log has.
+    #[serde(default)]
+    pub total: u64,
+    /// Whether older events were left out.
+    #[serde(default)]
+    pub truncated: bool,
+    /// The events, oldest first.
+    #[serde(default)]
+    pub events: Vec<LogEvent>,
+}
+
+/// `executions/{id}/status-events/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusEvents {
+    /// How many there are.
+    #[serde(default)]
+    pub total: u64,
+    /// The events, oldest first.
+    #[serde(default)]
+    pub status_events: Vec<LogEvent>,
+}
+
+/// `POST executions/` as the local control plane takes it: a local command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateExecution {
+    /// Project id (the local plane has one, `local`).
+    #[serde(default)]
+    pub project: Option<String>,
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// How long the agent keeps SSH up after the command ends (`10m`).
+    #[serde(default)]
+    pub linger: Option<String>,
+    /// Public key line allowed to log in (default: the user's porthole key).
+    #[serde(default)]
+    pub debug_key: Option<String>,
+    /// Working directory for the command (default: the control plane's).
+    #[serde(default)]
+    pub cwd: Option<String>,
+}
+
+/// Current time in Valohai's format: ISO 8601, UTC, microseconds, no zone.
+pub fn now_iso() -> String {
+    let t = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+    t.trim_end_matches('Z').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_shapes_parse_and_unknown_fields_are_ignored() {
+        let list = r#"{"count": 1, "next": null, "previous": null, "results": [{
+            "id": "016f0a4c-aaaa", "counter": 12, "status": "started", "status_detail": null,
+            "step": "train", "title": null, "tags": [], "deleted": false,
+            "ctime": "2024-09-04T12:16:20.722000Z", "mtime": "2024-09-04T12:16:20.722000Z",
+            "end_time": null, "duration": null, "url": "https://app.valohai.com/api/v0/executions/016f0a4c-aaaa/",
+            "urls": {"display": "https://app.valohai.com/p/x/y/execution/016f0a4c-aaaa/", "stop": "s", "copy": "c"},
+            "project": {"id": "p-1", "name": "demo"}, "environment": {"id": "e", "name": "n", "slug": "s"},
+            "commit": {"identifier": "abc", "ref": "main"}, "creator_id": 1, "creator_name": "me",
+            "image": "python:3.11", "command": "python train.py", "parameters": {}, "runtime_config": {}}]}"#;
+        let page: Page<Execution> = serde_json::from_str(list).expect("parses");
+        let e = &page.results[0];
+        assert_eq!(e.counter, 12);
+        assert_eq!(e.status(), Status::Started);
+        assert_eq!(e.label(), "train");
+        assert_eq!(e.project.as_ref().map(ProjectRef::id), Some("p-1"));
+
+        let events = r#"{"total": 2, "truncated": false, "events": [
+            {"time": "2017-02-16T15:25:33.037000", "stream": "stdout", "message": "hello"},
+            {"time": "2017-02-16T15:25:34.000000", "stream": "weird", "message": "x"}]}"#;
+        let page: EventsPage = serde_json::from_str(events).expect("parses");
+        assert_eq!(page.events[1].stream, Stream::Other);
+
+        let status = r#"{"total": 1, "status_events": [{"stream": "status",
+            "message": "::ssh::{\"port\": 2222, \"address\": \"127.0.0.1\"}", "time": "2024-09-04T12:16:20.722000"}]}"#;
+        let s: StatusEvents = serde_json::from_str(status).expect("parses");
+        assert_eq!(s.status_events.len(), 1);
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors_not_panics() {
+        for bad in ["", "{", "[]", r#"{"results": 5}"#, r#"{"id": 1}"#, "null"] {
+            assert!(serde_json::from_str::<Execution>(bad).is_err(), "{bad}");
+        }
+        assert!(
+            serde_json::from_str::<Page<Execution>>(r#"{"results": [{"counter": "x"}]}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn time_format_has_no_zone() {
+        let t = now_iso();
+        assert!(!t.ends_with('Z'), "{t}");
+        assert_eq!(t.len(), "2017-02-16T15:25:33.037000".len(), "{t}");
+    }
+}
