@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::commands::source::SourceKind;
 use crate::ssh::tunnel::TunnelSpec;
 
 /// A terminal console for debugging live machine-learning executions over
@@ -13,9 +14,15 @@ use crate::ssh::tunnel::TunnelSpec;
 #[derive(Debug, Parser)]
 #[command(name = "porthole", version)]
 pub struct Cli {
-    /// What to do; the console (coming) when omitted.
+    /// What to do; the console when omitted.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Open the console on the local control plane with the demo executions.
+    #[arg(long)]
+    pub demo: bool,
+    /// Where the console's executions come from.
+    #[command(flatten)]
+    pub source: SourceArgs,
 }
 
 /// The headless commands.
@@ -23,15 +30,20 @@ pub struct Cli {
 pub enum Command {
     /// Interactive shell in this terminal, as `ssh -t` gives.
     Shell {
-        /// `[user@]host:port`.
+        /// Execution counter or id, or `[user@]host:port`.
+        #[arg(value_name = "EXEC")]
         target: String,
         /// How to connect.
         #[command(flatten)]
         connect: ConnectArgs,
+        /// Where executions come from.
+        #[command(flatten)]
+        source: SourceArgs,
     },
     /// Run one command; porthole exits with its exit code.
     Exec {
-        /// `[user@]host:port`.
+        /// Execution counter or id, or `[user@]host:port`.
+        #[arg(value_name = "EXEC")]
         target: String,
         /// Ask for a PTY (for full-screen programs).
         #[arg(short = 't', long)]
@@ -39,13 +51,17 @@ pub enum Command {
         /// How to connect.
         #[command(flatten)]
         connect: ConnectArgs,
+        /// Where executions come from.
+        #[command(flatten)]
+        source: SourceArgs,
         /// The command and its arguments (after `--`).
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
     /// Local forwards until Ctrl-C; they reconnect on their own.
     Tunnel {
-        /// `[user@]host:port`.
+        /// Execution counter or id, or `[user@]host:port`.
+        #[arg(value_name = "EXEC")]
         target: String,
         /// REMOTE | LOCAL:REMOTE | LOCAL:HOST:REMOTE | :REMOTE (any free local port).
         #[arg(required = true, value_name = "SPEC")]
@@ -56,6 +72,60 @@ pub enum Command {
         /// How to connect.
         #[command(flatten)]
         connect: ConnectArgs,
+        /// Where executions come from.
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// Run the local control plane (executions on this machine, Valohai's API).
+    Serve {
+        /// Address to listen on (loopback unless you mean it).
+        #[arg(long, default_value = "127.0.0.1:8740")]
+        listen: std::net::SocketAddr,
+    },
+    /// Start a local execution under porthole-agent.
+    Run {
+        /// Title shown in lists.
+        #[arg(long)]
+        title: Option<String>,
+        /// Keep SSH up this long after the command ends (e.g. 30m).
+        #[arg(long, value_name = "DURATION")]
+        linger: Option<String>,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// List executions, newest first.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only these statuses (repeatable; `incomplete` = not finished).
+        #[arg(long = "status", value_name = "STATUS")]
+        statuses: Vec<String>,
+        /// Where executions come from.
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// Print an execution's log.
+    Logs {
+        /// Execution counter or id.
+        #[arg(value_name = "EXEC")]
+        exec: String,
+        /// Keep printing new lines until the execution ends.
+        #[arg(short, long)]
+        follow: bool,
+        /// Where executions come from.
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// Stop an execution (its whole process tree, for local ones).
+    Stop {
+        /// Execution counter or id.
+        #[arg(value_name = "EXEC")]
+        exec: String,
+        /// Where executions come from.
+        #[command(flatten)]
+        source: SourceArgs,
     },
     /// Create porthole's default ed25519 key and print its public line.
     Keygen {
@@ -86,4 +156,22 @@ pub struct ConnectArgs {
     /// Limit for connecting and for the key exchange.
     #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
+}
+
+/// Where executions come from.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// `local` (this machine's control plane) or `valohai`; default: Valohai
+    /// when a token is found, else local.
+    #[arg(long, value_enum)]
+    pub source: Option<SourceKind>,
+    /// Valohai API token (prefer VALOHAI_TOKEN or `vh login`: flags show up in `ps`).
+    #[arg(long, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Valohai installation (default https://app.valohai.com/).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Valohai project id (default: VALOHAI_PROJECT or the `vh` link of this directory).
+    #[arg(long)]
+    pub project: Option<String>,
 }

@@ -45,6 +45,11 @@ impl Paths {
         self.config_dir.join("id_ed25519")
     }
 
+    /// porthole's TOML configuration.
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("config.toml")
+    }
+
     /// porthole's own known-hosts file.
     pub fn known_hosts(&self) -> PathBuf {
         self.data_dir.join("known_hosts")

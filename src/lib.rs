@@ -10,5 +10,7 @@ pub mod announce;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod source;
 pub mod ssh;
+pub mod tui;

@@ -2,19 +2,13 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory as _, Parser as _};
+use clap::Parser as _;
 use porthole::cli::Cli;
 use porthole::commands;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     porthole::ssh::shell::install_panic_hook();
-    let Some(command) = cli.command else {
-        // The console lands in a later release.
-        let _ = Cli::command().print_help();
-        println!();
-        return ExitCode::SUCCESS;
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -25,7 +19,10 @@ fn main() -> ExitCode {
             return ExitCode::from(255);
         }
     };
-    let result = runtime.block_on(commands::run(command));
+    let result = match cli.command {
+        Some(command) => runtime.block_on(commands::run(command)),
+        None => runtime.block_on(console(cli.source, cli.demo)).map(|()| 0),
+    };
     runtime.shutdown_background();
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
@@ -34,4 +31,24 @@ fn main() -> ExitCode {
             ExitCode::from(u8::try_from(commands::FAILURE).unwrap_or(255))
         }
     }
+}
+
+/// The console, with its own log in the data directory: nothing may write
+/// to the screen while the TUI owns it.
+async fn console(source: porthole::cli::SourceArgs, demo: bool) -> anyhow::Result<()> {
+    let paths = porthole::config::Paths::discover()?;
+    std::fs::create_dir_all(&paths.data_dir)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(paths.data_dir.join("porthole.log"))?;
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(log))
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PORTHOLE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    porthole::tui::run(paths, source, demo).await
 }

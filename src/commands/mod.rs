@@ -1,8 +1,10 @@
 //! The headless commands: each turns its arguments into calls on the SSH
 //! core and returns the process exit code.
 
+pub mod executions;
 pub mod keygen;
 pub mod prompt;
+pub mod source;
 
 use std::io::IsTerminal as _;
 use std::sync::atomic::Ordering;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 
-use crate::cli::{Command, ConnectArgs};
+use crate::cli::{Command, ConnectArgs, SourceArgs};
 use crate::config::Paths;
 use crate::ssh::identity::AuthOptions;
 use crate::ssh::trust::HostTrust;
@@ -42,9 +44,10 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
             target,
             tty,
             connect,
+            source,
             command,
         } => {
-            let (target, opts) = prepare(&target, &connect, &paths)?;
+            let (target, opts) = prepare(&target, &connect, &source, &paths).await?;
             let session = ssh::connect(&target, &opts).await?;
             let line = command.join(" ");
             let exit = if tty {
@@ -64,8 +67,8 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
             };
             Ok(exit.code())
         }
-        Command::Shell { target, connect } => {
-            let (target, opts) = prepare(&target, &connect, &paths)?;
+        Command::Shell { target, connect, source } => {
+            let (target, opts) = prepare(&target, &connect, &source, &paths).await?;
             let session = ssh::connect(&target, &opts).await?;
             let exit = ssh::shell::interactive(&session, None).await?;
             Ok(exit.code())
@@ -75,26 +78,48 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
             specs,
             bind,
             connect,
+            source,
         } => {
-            let (target, opts) = prepare(&target, &connect, &paths)?;
+            let (target, opts) = prepare(&target, &connect, &source, &paths).await?;
             run_tunnels(target, opts, &specs, bind).await
         }
+        Command::Serve { listen } => {
+            crate::control::serve(listen, &paths).await?;
+            Ok(0)
+        }
+        Command::Run {
+            title,
+            linger,
+            command,
+        } => executions::run(&paths, title, linger, command).await,
+        Command::List {
+            json,
+            statuses,
+            source,
+        } => executions::list(&paths, &source, json, statuses).await,
+        Command::Logs {
+            exec,
+            follow,
+            source,
+        } => executions::logs(&paths, &source, &exec, follow).await,
+        Command::Stop { exec, source } => executions::stop(&paths, &source, &exec).await,
     }
 }
 
-/// Resolves the target and the connect options from the flags.
-fn prepare(
-    target: &str,
+/// Resolves the target (directly or through the source) and the connect
+/// options from the flags. A host key announced by the execution is pinned
+/// unless `--fingerprint` says otherwise.
+async fn prepare(
+    exec: &str,
     args: &ConnectArgs,
+    source_args: &SourceArgs,
     paths: &Paths,
 ) -> anyhow::Result<(Target, ConnectOptions)> {
-    let mut target: Target = target.parse()?;
-    if let Some(user) = &args.user {
-        target.user = user.clone();
-    }
+    let resolved = source::resolve(exec, args.user.as_deref(), source_args, paths).await?;
+    let target = resolved.target;
     let interactive = std::io::stdin().is_terminal() || std::io::stderr().is_terminal();
-    let trust = match &args.fingerprint {
-        Some(fp) => HostTrust::Pinned(fp.clone()),
+    let trust = match args.fingerprint.clone().or(resolved.host_key) {
+        Some(fp) => HostTrust::Pinned(fp),
         None => HostTrust::KnownHosts {
             path: paths.known_hosts(),
             accept_new: args.accept_new,

@@ -53,7 +53,15 @@ impl Scanner {
             if line.len() <= MAX_PREVIOUS {
                 self.previous.push_str(line);
             }
-            if let Some(e) = hit {
+            if let Some(mut e) = hit {
+                // The human line that follows the status line repeats the
+                // address without the key: keep the key already announced.
+                if let Some(prev) = self.latest.as_ref() {
+                    if e.host_key.is_none() && prev.host == e.host && prev.port == e.port {
+                        e.host_key = prev.host_key.clone();
+                        e.user = e.user.or_else(|| prev.user.clone());
+                    }
+                }
                 if self.latest.as_ref() != Some(&e) {
                     self.latest = Some(e.clone());
                     found = Some(e);
@@ -340,6 +348,11 @@ mod tests {
         assert_eq!(s.feed("epoch 1 loss 0.3"), None);
         s.feed("::ssh::{\"address\": \"10.0.0.2\", \"port\": 2223}");
         assert_eq!(s.latest(), Some(&ep("10.0.0.2", 2223)));
+        // The agent's human line after its status line keeps the host key.
+        let mut s = Scanner::new();
+        s.feed(r#"::ssh::{"address":"10.0.0.5","port":2222,"host_key":"SHA256:k"}"#);
+        s.feed("$ ssh -i <path-to-private-key> 10.0.0.5 -p 2222 -t /bin/bash");
+        assert_eq!(s.latest().and_then(|e| e.host_key.as_deref()), Some("SHA256:k"));
     }
 
     mod props {

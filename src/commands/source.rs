@@ -1,0 +1,146 @@
+//! Choosing the execution source (Valohai or the local control plane) and
+//! resolving `EXEC` arguments to SSH targets through it.
+
+use anyhow::{bail, Context as _};
+
+use crate::cli::SourceArgs;
+use crate::config::Paths;
+use crate::control;
+use crate::source::credentials::{self, Credentials, Overrides, Token};
+use crate::source::scanner::{Endpoint, Scanner};
+use crate::source::{ApiClient, Execution};
+use crate::ssh::Target;
+
+/// The project id the local control plane serves.
+pub const LOCAL_PROJECT: &str = "local";
+
+/// Which source to use, from the flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceKind {
+    /// The local control plane (started on demand).
+    Local,
+    /// Valohai, with the token from flags, environment or `vh login`.
+    Valohai,
+}
+
+/// A connected source.
+pub struct Source {
+    /// The API client.
+    pub client: ApiClient,
+    /// Whether it is the local control plane.
+    pub local: bool,
+}
+
+/// Valohai credentials from flags, environment, porthole's config or vh's.
+pub fn valohai_credentials(args: &SourceArgs, paths: &Paths) -> anyhow::Result<Option<Credentials>> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    credentials::discover(
+        &Overrides {
+            token: args.token.clone(),
+            host: args.host.clone(),
+            project: args.project.clone(),
+        },
+        &paths.config_file(),
+        credentials::vh_config_path().as_deref(),
+        &cwd,
+    )
+}
+
+/// Opens the configured source: Valohai when credentials exist (or when
+/// asked for), else the local control plane, started if it is not running.
+pub async fn open(args: &SourceArgs, paths: &Paths) -> anyhow::Result<Source> {
+    let creds = match args.source {
+        Some(SourceKind::Local) => None,
+        Some(SourceKind::Valohai) => Some(valohai_credentials(args, paths)?.context(
+            "no Valohai token: set VALOHAI_TOKEN, pass --token, or log in with `vh login`",
+        )?),
+        None => valohai_credentials(args, paths)?,
+    };
+    if let Some(creds) = creds {
+        return Ok(Source { client: ApiClient::new(&creds)?, local: false });
+    }
+    let endpoint = control::ensure_running(paths).await?;
+    Ok(Source { client: local_client(&endpoint)?, local: true })
+}
+
+/// An API client for a local control plane.
+pub fn local_client(endpoint: &control::Endpoint) -> anyhow::Result<ApiClient> {
+    Ok(ApiClient::new(&Credentials {
+        host: endpoint.url.clone(),
+        token: Token::new(endpoint.token.clone()),
+        project: Some(LOCAL_PROJECT.to_string()),
+        origin: "the local control plane".into(),
+    })?)
+}
+
+impl Source {
+    /// Finds an execution by counter (`12`) or id.
+    pub async fn execution(&self, exec: &str) -> anyhow::Result<Execution> {
+        let key = if exec.chars().all(|c| c.is_ascii_digit()) {
+            let project = self.client.project.as_deref().with_context(|| {
+                format!(
+                    "execution #{exec}: a counter needs a project; set VALOHAI_PROJECT, pass \
+                     --project, or link this directory with `vh project link`"
+                )
+            })?;
+            format!("{project}:{exec}")
+        } else {
+            exec.to_string()
+        };
+        Ok(self.client.execution(&key).await?)
+    }
+
+    /// The latest SSH announcement of an execution: status events first,
+    /// then the whole log (other platforms print the human form there).
+    pub async fn endpoint(&self, execution: &Execution) -> anyhow::Result<Option<Endpoint>> {
+        let mut scanner = Scanner::new();
+        let status = self.client.status_events(&execution.id).await?;
+        for e in &status.status_events {
+            scanner.feed(&e.message);
+        }
+        if scanner.latest().is_none() {
+            let log = self.client.events(&execution.id, 0).await?;
+            for e in &log.events {
+                scanner.feed(&e.message);
+            }
+        }
+        Ok(scanner.latest().cloned())
+    }
+}
+
+/// What an `EXEC` argument resolved to.
+pub struct Resolved {
+    /// Where to connect.
+    pub target: Target,
+    /// The announced host key, to pin.
+    pub host_key: Option<String>,
+}
+
+/// Resolves `EXEC`: a direct target `[user@]host:port`, else an execution
+/// counter or id (neither has a colon) looked up through the source.
+pub async fn resolve(exec: &str, user: Option<&str>, args: &SourceArgs, paths: &Paths) -> anyhow::Result<Resolved> {
+    if let Ok(mut target) = exec.parse::<Target>() {
+        if let Some(u) = user {
+            target.user = u.to_string();
+        }
+        return Ok(Resolved { target, host_key: None });
+    }
+    let source = open(args, paths).await?;
+    let execution = source.execution(exec).await?;
+    let Some(endpoint) = source.endpoint(&execution).await? else {
+        bail!(
+            "execution #{} ({}) has not announced an SSH address yet; watch it with `porthole logs {} --follow`",
+            execution.counter,
+            execution.status,
+            execution.counter
+        );
+    };
+    let user = user
+        .map(str::to_string)
+        .or(endpoint.user.clone())
+        .unwrap_or_else(|| crate::ssh::target::DEFAULT_USER.to_string());
+    Ok(Resolved {
+        target: Target { user, host: endpoint.host, port: endpoint.port },
+        host_key: endpoint.host_key,
+    })
+}

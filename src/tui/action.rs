@@ -1,0 +1,120 @@
+//! Messages into the app (from tasks) and effects out of it (for tasks).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::layout::PaneId;
+use crate::source::scanner::Endpoint;
+use crate::source::{Execution, LogEvent, Stream};
+use crate::ssh::tunnel::{Tunnel, TunnelEvent, TunnelSpec};
+
+/// Identifies a tunnel row.
+pub type TunnelId = u64;
+
+/// What background tasks report.
+#[derive(Debug)]
+pub enum Msg {
+    /// A fresh execution list (or why it could not be had).
+    Executions(Result<Vec<Execution>, String>),
+    /// An execution's latest SSH announcement.
+    Endpoint {
+        /// Execution id.
+        exec_id: String,
+        /// Where it listens.
+        endpoint: Endpoint,
+    },
+    /// New log lines.
+    Log {
+        /// Execution id.
+        exec_id: String,
+        /// The events, in order.
+        events: Vec<LogEvent>,
+    },
+    /// Reading a log failed (it keeps retrying).
+    LogError {
+        /// Execution id.
+        exec_id: String,
+        /// What went wrong.
+        error: String,
+    },
+    /// A shell connected.
+    ShellConnected(PaneId),
+    /// Shell output.
+    ShellOutput(PaneId, Bytes),
+    /// The shell ended with this exit code.
+    ShellEnded(PaneId, i32),
+    /// The shell could not connect or broke.
+    ShellFailed(PaneId, String),
+    /// Command output.
+    CommandOutput(PaneId, Stream, Bytes),
+    /// The command ended.
+    CommandDone(PaneId, i32),
+    /// The command could not run.
+    CommandFailed(PaneId, String),
+    /// A tunnel is bound and serving.
+    TunnelUp(TunnelId, Arc<Tunnel>),
+    /// A tunnel's state changed.
+    Tunnel(TunnelId, TunnelEvent),
+    /// A tunnel could not start.
+    TunnelFailed(TunnelId, String),
+    /// Listening ports inside an execution (from the agent's status).
+    AgentPorts {
+        /// Execution id.
+        exec_id: String,
+        /// The ports.
+        ports: Vec<u16>,
+    },
+}
+
+/// I/O the app asks for; the runtime performs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Follow an execution's log.
+    FollowLog(String),
+    /// Stop following it.
+    UnfollowLog(String),
+    /// Open a shell for a pane.
+    OpenShell {
+        /// The pane.
+        pane: PaneId,
+        /// The execution.
+        exec_id: String,
+        /// Initial size.
+        rows: u16,
+        /// Initial size.
+        cols: u16,
+    },
+    /// Input for a shell.
+    ShellInput(PaneId, Vec<u8>),
+    /// A shell pane's new size.
+    ShellResize(PaneId, u16, u16),
+    /// Close a shell or command pane's session.
+    ClosePane(PaneId),
+    /// Run a command for a pane.
+    RunCommand {
+        /// The pane.
+        pane: PaneId,
+        /// The execution.
+        exec_id: String,
+        /// The command line.
+        command: String,
+    },
+    /// Start a tunnel.
+    OpenTunnel {
+        /// The new tunnel's id.
+        id: TunnelId,
+        /// The execution.
+        exec_id: String,
+        /// The spec.
+        spec: TunnelSpec,
+    },
+    /// Stop a tunnel.
+    StopTunnel(TunnelId),
+    /// Ask the agent for its listening ports.
+    FetchPorts(String),
+    /// Put text on the clipboard (OSC 52).
+    Copy(String),
+    /// Refresh the list now.
+    Refresh,
+}

@@ -1,0 +1,251 @@
+//! The console: executions list, live logs, and tiled panes of shells,
+//! commands and tunnels. `app` holds state, `ui` draws it, `runtime` does
+//! the I/O; this module runs the loop between them and owns the terminal.
+
+pub mod action;
+pub mod app;
+pub mod keys;
+pub mod layout;
+pub mod panes;
+pub mod runtime;
+pub mod ui;
+
+use std::collections::HashMap;
+use std::io::Stdout;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event, EventStream,
+    KeyEventKind,
+};
+use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen};
+use futures::StreamExt as _;
+use ratatui::backend::CrosstermBackend;
+use ratatui::Terminal;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::cli::SourceArgs;
+use crate::config::Paths;
+use crate::control;
+use crate::source::ApiClient;
+use crate::ssh::identity::AuthOptions;
+use app::App;
+use keys::{KeyAction, KeyList, Keymap};
+use runtime::{Context, Runtime};
+
+/// Log pane scrollback when the config says nothing.
+pub const DEFAULT_SCROLLBACK: usize = 10_000;
+/// Most task messages applied between two frames, so input stays
+/// responsive while a shell floods output.
+const MAX_MESSAGES_PER_FRAME: usize = 256;
+
+/// The `[console]` and `[keys]` sections of the config file.
+#[derive(Debug, Default, Deserialize)]
+pub struct ConsoleConfig {
+    #[serde(default)]
+    console: ConsoleSection,
+    #[serde(default)]
+    keys: HashMap<KeyAction, KeyList>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ConsoleSection {
+    scrollback: Option<usize>,
+}
+
+/// Reads the console settings from the config file (absent is fine).
+pub fn load_config(paths: &Paths) -> anyhow::Result<(Keymap, usize)> {
+    let path = paths.config_file();
+    let config: ConsoleConfig = match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ConsoleConfig::default(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let keymap = Keymap::with_overrides(&config.keys)
+        .map_err(|e| anyhow::anyhow!("{}: [keys]: {e}", path.display()))?;
+    Ok((keymap, config.console.scrollback.unwrap_or(DEFAULT_SCROLLBACK)))
+}
+
+/// Restores the terminal on every way out: drop (normal return, error,
+/// unwinding) and the panic hook.
+struct TerminalGuard {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+fn restore_terminal() {
+    let _ = crossterm::terminal::disable_raw_mode();
+    let _ = crossterm::execute!(
+        std::io::stdout(),
+        DisableBracketedPaste,
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+}
+
+impl TerminalGuard {
+    fn enter() -> anyhow::Result<Self> {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            previous(info);
+        }));
+        crossterm::terminal::enable_raw_mode().context("cannot put the terminal in raw mode")?;
+        let guard = TerminalGuard {
+            terminal: Terminal::new(CrosstermBackend::new(std::io::stdout())).context("cannot open the terminal")?,
+        };
+        crossterm::execute!(std::io::stdout(), EnterAlternateScreen, EnableMouseCapture, EnableBracketedPaste)
+            .context("cannot set up the terminal")?;
+        Ok(guard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// Where the console's executions come from.
+pub struct Opened {
+    client: ApiClient,
+    label: String,
+    /// An in-process control plane, stopped when the console ends.
+    control: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Opens the source: Valohai when configured (and no `--demo`), else the
+/// local control plane (running one, or one inside this process) with the
+/// demo executions started if none is running.
+pub async fn open_source(paths: &Paths, args: &SourceArgs, demo: bool) -> anyhow::Result<Opened> {
+    if !demo {
+        if let Some(creds) = crate::commands::source::valohai_credentials(args, paths)? {
+            if args.source != Some(crate::commands::source::SourceKind::Local) {
+                let label = format!("Valohai {}", creds.host);
+                return Ok(Opened { client: ApiClient::new(&creds)?, label, control: None });
+            }
+        }
+    }
+    let (endpoint, task) = match control::discover(paths).await {
+        Some(ep) => (ep, None),
+        None => {
+            let (ep, task) = control::start_in_process(paths).await?;
+            (ep, Some(task))
+        }
+    };
+    let client = crate::commands::source::local_client(&endpoint)?;
+    let public = ensure_key(paths)?;
+    let running = client.executions(&Default::default()).await?;
+    let demo_running = running
+        .iter()
+        .any(|e| !e.status().is_finished() && e.title.as_deref().is_some_and(|t| t.starts_with("demo:")));
+    if (demo || running.is_empty()) && !demo_running {
+        let dir = control::demo::assets_dir(paths)?;
+        for mut create in control::demo::demo_executions(&dir) {
+            create.debug_key = Some(public.clone());
+            client.create(&create).await?;
+        }
+    }
+    Ok(Opened { client, label: "local".into(), control: task })
+}
+
+/// The default key's public line, creating the key if there is none.
+fn ensure_key(paths: &Paths) -> anyhow::Result<String> {
+    let key = paths.default_key();
+    if key.exists() {
+        let pub_path = key.with_extension("pub");
+        return Ok(std::fs::read_to_string(&pub_path)
+            .with_context(|| format!("cannot read {}", pub_path.display()))?
+            .trim()
+            .to_string());
+    }
+    crate::commands::keygen::create(&key, false)
+}
+
+/// Runs the console until the user quits or a signal arrives.
+pub async fn run(paths: Paths, args: SourceArgs, demo: bool) -> anyhow::Result<()> {
+    let (keymap, scrollback) = load_config(&paths)?;
+    // Everything that can fail with a plain message happens before the
+    // terminal switches to raw mode.
+    let opened = open_source(&paths, &args, demo).await?;
+    let ctx = Context {
+        client: opened.client.clone(),
+        auth: AuthOptions {
+            key_file: None,
+            default_key: Some(paths.default_key()),
+            use_agent: true,
+            ask_passphrase: None,
+        },
+        known_hosts: paths.known_hosts(),
+        timeout: Duration::from_secs(15),
+    };
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+
+    let mut guard = TerminalGuard::enter()?;
+    let (tx, mut rx) = mpsc::channel(1024);
+    let mut rt = Runtime::new(tx, ctx);
+    rt.start();
+    let mut app = App::new(keymap, scrollback, &opened.label, &paths.default_key().display().to_string());
+    let size = guard.terminal.size()?;
+    app.resize(size.width, size.height);
+    let mut events = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+
+    let result: anyhow::Result<()> = async {
+        loop {
+            if app.dirty {
+                guard.terminal.draw(|f| ui::draw(f, &app))?;
+                app.dirty = false;
+            }
+            tokio::select! {
+                biased;
+                event = events.next() => match event {
+                    Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => app.on_key(key),
+                    Some(Ok(Event::Mouse(m))) => app.on_mouse(m),
+                    Some(Ok(Event::Paste(text))) => app.on_paste(&text),
+                    Some(Ok(Event::Resize(w, h))) => app.resize(w, h),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e).context("cannot read the terminal"),
+                    None => return Ok(()),
+                },
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { return Ok(()) };
+                    app.update(msg);
+                    for _ in 0..MAX_MESSAGES_PER_FRAME {
+                        match rx.try_recv() {
+                            Ok(msg) => app.update(msg),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    // Only running commands show a clock; nothing else redraws idle.
+                    if app.panes.values().any(|p| matches!(&p.kind, panes::PaneKind::Command(c) if c.running())) {
+                        app.dirty = true;
+                    }
+                }
+                _ = sigterm.recv() => return Ok(()),
+                _ = sighup.recv() => return Ok(()),
+            }
+            for effect in app.take_effects() {
+                rt.perform(effect);
+            }
+            if app.quit {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    rt.shutdown();
+    drop(guard);
+    // An in-process control plane stops its executions when its task is
+    // dropped; wait for that rather than letting process exit race it.
+    if let Some(task) = opened.control {
+        task.abort();
+        let _ = task.await;
+    }
+    result
+}

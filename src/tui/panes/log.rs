@@ -1,0 +1,148 @@
+//! An execution's live log: bounded scrollback, follow mode, search.
+
+use std::collections::VecDeque;
+
+use crate::source::{LogEvent, Stream};
+
+/// A log pane's state.
+pub struct LogPane {
+    /// Lines kept (oldest dropped past `capacity`).
+    pub lines: VecDeque<LogEvent>,
+    /// Scrollback bound.
+    pub capacity: usize,
+    /// Lines dropped so far because of the bound.
+    pub dropped: u64,
+    /// Auto-scroll to the newest line.
+    pub follow: bool,
+    /// Lines scrolled up from the bottom while not following.
+    pub offset: usize,
+    /// Highlighted search term.
+    pub search: Option<String>,
+    /// A notice shown above the log (SSH ready, execution ended, errors).
+    pub notice: Option<String>,
+}
+
+impl LogPane {
+    /// An empty log keeping at most `capacity` lines.
+    pub fn new(capacity: usize) -> Self {
+        LogPane {
+            lines: VecDeque::new(),
+            capacity: capacity.max(1),
+            dropped: 0,
+            follow: true,
+            offset: 0,
+            search: None,
+            notice: None,
+        }
+    }
+
+    /// Appends events (a message with newlines becomes several lines).
+    pub fn push(&mut self, events: &[LogEvent]) {
+        for e in events {
+            for line in e.message.split('\n') {
+                if self.lines.len() == self.capacity {
+                    self.lines.pop_front();
+                    self.dropped += 1;
+                }
+                self.lines.push_back(LogEvent {
+                    time: e.time.clone(),
+                    stream: e.stream.clone(),
+                    message: line.trim_end_matches('\r').to_string(),
+                });
+                if !self.follow {
+                    // Keep the view still while new lines arrive below it.
+                    self.offset += 1;
+                }
+            }
+        }
+        self.offset = self.offset.min(self.lines.len());
+    }
+
+    /// Scrolls up (leaving follow mode).
+    pub fn scroll_up(&mut self, n: usize) {
+        self.follow = false;
+        self.offset = (self.offset + n).min(self.lines.len().saturating_sub(1));
+    }
+
+    /// Scrolls down; reaching the bottom resumes following.
+    pub fn scroll_down(&mut self, n: usize) {
+        self.offset = self.offset.saturating_sub(n);
+        if self.offset == 0 {
+            self.follow = true;
+        }
+    }
+
+    /// Resumes following (`End` / `F`).
+    pub fn resume(&mut self) {
+        self.follow = true;
+        self.offset = 0;
+    }
+
+    /// Jumps to the previous line matching the search, scrolling up.
+    pub fn find_previous(&mut self, height: usize) -> bool {
+        let Some(term) = self.search.clone().filter(|t| !t.is_empty()) else {
+            return false;
+        };
+        let len = self.lines.len();
+        // The bottom visible line is index len - 1 - offset.
+        let start = len.saturating_sub(self.offset + height.max(1) + 1);
+        let hit = (0..=start.min(len.saturating_sub(1)))
+            .rev()
+            .find(|&i| self.lines[i].message.contains(&term));
+        match hit {
+            Some(i) => {
+                self.follow = false;
+                self.offset = len.saturating_sub(i + 1);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The lines visible in a view of `height` rows, oldest first.
+    pub fn visible(&self, height: usize) -> impl Iterator<Item = &LogEvent> {
+        let end = self.lines.len().saturating_sub(self.offset);
+        let start = end.saturating_sub(height);
+        self.lines.range(start..end)
+    }
+
+    /// Counts lines per stream (for tests and the title).
+    pub fn count(&self, stream: &Stream) -> usize {
+        self.lines.iter().filter(|l| &l.stream == stream).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(m: &str) -> LogEvent {
+        LogEvent { time: String::new(), stream: Stream::Stdout, message: m.into() }
+    }
+
+    #[test]
+    fn scrollback_is_bounded_and_scrolling_holds_the_view() {
+        let mut p = LogPane::new(3);
+        p.push(&[ev("a"), ev("b"), ev("c"), ev("d")]);
+        assert_eq!(p.lines.len(), 3);
+        assert_eq!(p.dropped, 1);
+        p.scroll_up(1);
+        assert!(!p.follow);
+        let before: Vec<_> = p.visible(1).map(|l| l.message.clone()).collect();
+        p.push(&[ev("e")]);
+        let after: Vec<_> = p.visible(1).map(|l| l.message.clone()).collect();
+        assert_eq!(before, after, "new lines must not move a scrolled view");
+        p.scroll_down(10);
+        assert!(p.follow);
+        assert_eq!(p.visible(1).next().map(|l| l.message.as_str()), Some("e"));
+    }
+
+    #[test]
+    fn search_jumps_to_matches() {
+        let mut p = LogPane::new(100);
+        p.push(&(0..50).map(|i| ev(&format!("line {i}"))).collect::<Vec<_>>());
+        p.search = Some("line 7".into());
+        assert!(p.find_previous(10));
+        assert_eq!(p.visible(1).next().map(|l| l.message.as_str()), Some("line 7"));
+    }
+}
