@@ -20,15 +20,26 @@ const POLL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// `porthole run`: starts a local execution under the agent.
-pub async fn run(paths: &Paths, title: Option<String>, linger: Option<String>, command: Vec<String>) -> anyhow::Result<i32> {
+pub async fn run(
+    paths: &Paths,
+    title: Option<String>,
+    linger: Option<String>,
+    command: Vec<String>,
+) -> anyhow::Result<i32> {
     if let Some(l) = &linger {
-        humantime::parse_duration(l).with_context(|| format!("--linger {l}: not a duration (try 10m)"))?;
+        humantime::parse_duration(l)
+            .with_context(|| format!("--linger {l}: not a duration (try 10m)"))?;
     }
     let key = paths.default_key();
     let public = if key.exists() {
         let pub_path = key.with_extension("pub");
         std::fs::read_to_string(&pub_path)
-            .with_context(|| format!("cannot read {}; recreate the key with `porthole keygen --force`", pub_path.display()))?
+            .with_context(|| {
+                format!(
+                    "cannot read {}; recreate the key with `porthole keygen --force`",
+                    pub_path.display()
+                )
+            })?
             .trim()
             .to_string()
     } else {
@@ -38,7 +49,9 @@ pub async fn run(paths: &Paths, title: Option<String>, linger: Option<String>, c
     };
     let endpoint = control::ensure_running(paths).await?;
     let client = source::local_client(&endpoint)?;
-    let cwd = std::env::current_dir().ok().map(|d| d.display().to_string());
+    let cwd = std::env::current_dir()
+        .ok()
+        .map(|d| d.display().to_string());
     let execution = client
         .create(&CreateExecution {
             project: Some(source::LOCAL_PROJECT.into()),
@@ -49,18 +62,29 @@ pub async fn run(paths: &Paths, title: Option<String>, linger: Option<String>, c
             cwd,
         })
         .await?;
-    println!("execution #{} started ({})", execution.counter, execution.id);
+    println!(
+        "execution #{} started ({})",
+        execution.counter, execution.id
+    );
     eprintln!("  log:    porthole logs {} --follow", execution.counter);
     eprintln!("  shell:  porthole shell {}", execution.counter);
     Ok(0)
 }
 
 /// `porthole list`.
-pub async fn list(paths: &Paths, args: &SourceArgs, json: bool, statuses: Vec<String>) -> anyhow::Result<i32> {
+pub async fn list(
+    paths: &Paths,
+    args: &SourceArgs,
+    json: bool,
+    statuses: Vec<String>,
+) -> anyhow::Result<i32> {
     let source = source::open(args, paths).await?;
     let executions = source
         .client
-        .executions(&ExecutionFilter { statuses, ..Default::default() })
+        .executions(&ExecutionFilter {
+            statuses,
+            ..Default::default()
+        })
         .await?;
     let mut rows = Vec::new();
     for e in &executions {
@@ -92,20 +116,39 @@ pub async fn list(paths: &Paths, args: &SourceArgs, json: bool, statuses: Vec<St
         return Ok(0);
     }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{:>5}  {:<9} {:>6}  {:<22} TITLE", "#", "STATUS", "AGE", "SSH")?;
+    writeln!(
+        out,
+        "{:>5}  {:<9} {:>6}  {:<22} TITLE",
+        "#", "STATUS", "AGE", "SSH"
+    )?;
     for (e, ep) in rows {
         let ssh = ep.map_or_else(|| "-".to_string(), |ep| format!("{}:{}", ep.host, ep.port));
-        writeln!(out, "{:>5}  {:<9} {:>6}  {:<22} {}", e.counter, e.status, age(e), ssh, e.label())?;
+        writeln!(
+            out,
+            "{:>5}  {:<9} {:>6}  {:<22} {}",
+            e.counter,
+            e.status,
+            age(e),
+            ssh,
+            e.label()
+        )?;
     }
     Ok(0)
 }
 
 /// A compact age: `42s`, `7m`, `3h`, `2d`.
 fn age(e: &Execution) -> String {
-    let Some(t) = e.ctime.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok()) else {
+    let Some(t) = e
+        .ctime
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+    else {
         return "-".into();
     };
-    let secs = SystemTime::now().duration_since(t).unwrap_or_default().as_secs();
+    let secs = SystemTime::now()
+        .duration_since(t)
+        .unwrap_or_default()
+        .as_secs();
     match secs {
         0..=59 => format!("{secs}s"),
         60..=3599 => format!("{}m", secs / 60),
@@ -123,7 +166,12 @@ fn print_event(e: &LogEvent) {
 }
 
 /// `porthole logs`.
-pub async fn logs(paths: &Paths, args: &SourceArgs, exec: &str, follow: bool) -> anyhow::Result<i32> {
+pub async fn logs(
+    paths: &Paths,
+    args: &SourceArgs,
+    exec: &str,
+    follow: bool,
+) -> anyhow::Result<i32> {
     let source = source::open(args, paths).await?;
     let execution = source.execution(exec).await?;
     let id = execution.id.clone();

@@ -67,7 +67,11 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
             };
             Ok(exit.code())
         }
-        Command::Shell { target, connect, source } => {
+        Command::Shell {
+            target,
+            connect,
+            source,
+        } => {
             let (target, opts) = prepare(&target, &connect, &source, &paths).await?;
             let session = ssh::connect(&target, &opts).await?;
             let exit = ssh::shell::interactive(&session, None).await?;
@@ -132,6 +136,7 @@ async fn prepare(
         default_key: Some(paths.default_key()),
         use_agent: true,
         ask_passphrase: Some(prompt::terminal_secret()),
+        loaded: None,
     };
     Ok((
         target,
@@ -145,11 +150,13 @@ async fn prepare(
 
 async fn run_tunnels(
     target: Target,
-    opts: ConnectOptions,
+    mut opts: ConnectOptions,
     specs: &[tunnel::TunnelSpec],
     bind: std::net::IpAddr,
 ) -> anyhow::Result<i32> {
     let bound = tunnel::bind_all(specs, bind).await?;
+    // Reconnects must not ask for the passphrase again.
+    opts.auth.preload()?;
     for (t, _) in &bound {
         println!("tunnel {t}: listening");
     }

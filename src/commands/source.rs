@@ -32,7 +32,10 @@ pub struct Source {
 }
 
 /// Valohai credentials from flags, environment, porthole's config or vh's.
-pub fn valohai_credentials(args: &SourceArgs, paths: &Paths) -> anyhow::Result<Option<Credentials>> {
+pub fn valohai_credentials(
+    args: &SourceArgs,
+    paths: &Paths,
+) -> anyhow::Result<Option<Credentials>> {
     let cwd = std::env::current_dir().unwrap_or_default();
     credentials::discover(
         &Overrides {
@@ -57,10 +60,16 @@ pub async fn open(args: &SourceArgs, paths: &Paths) -> anyhow::Result<Source> {
         None => valohai_credentials(args, paths)?,
     };
     if let Some(creds) = creds {
-        return Ok(Source { client: ApiClient::new(&creds)?, local: false });
+        return Ok(Source {
+            client: ApiClient::new(&creds)?,
+            local: false,
+        });
     }
     let endpoint = control::ensure_running(paths).await?;
-    Ok(Source { client: local_client(&endpoint)?, local: true })
+    Ok(Source {
+        client: local_client(&endpoint)?,
+        local: true,
+    })
 }
 
 /// An API client for a local control plane.
@@ -118,12 +127,20 @@ pub struct Resolved {
 
 /// Resolves `EXEC`: a direct target `[user@]host:port`, else an execution
 /// counter or id (neither has a colon) looked up through the source.
-pub async fn resolve(exec: &str, user: Option<&str>, args: &SourceArgs, paths: &Paths) -> anyhow::Result<Resolved> {
+pub async fn resolve(
+    exec: &str,
+    user: Option<&str>,
+    args: &SourceArgs,
+    paths: &Paths,
+) -> anyhow::Result<Resolved> {
     if let Ok(mut target) = exec.parse::<Target>() {
         if let Some(u) = user {
             target.user = u.to_string();
         }
-        return Ok(Resolved { target, host_key: None });
+        return Ok(Resolved {
+            target,
+            host_key: None,
+        });
     }
     let source = open(args, paths).await?;
     let execution = source.execution(exec).await?;
@@ -140,7 +157,11 @@ pub async fn resolve(exec: &str, user: Option<&str>, args: &SourceArgs, paths: &
         .or(endpoint.user.clone())
         .unwrap_or_else(|| crate::ssh::target::DEFAULT_USER.to_string());
     Ok(Resolved {
-        target: Target { user, host: endpoint.host, port: endpoint.port },
+        target: Target {
+            user,
+            host: endpoint.host,
+            port: endpoint.port,
+        },
         host_key: endpoint.host_key,
     })
 }

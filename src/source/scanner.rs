@@ -352,7 +352,10 @@ mod tests {
         let mut s = Scanner::new();
         s.feed(r#"::ssh::{"address":"10.0.0.5","port":2222,"host_key":"SHA256:k"}"#);
         s.feed("$ ssh -i <path-to-private-key> 10.0.0.5 -p 2222 -t /bin/bash");
-        assert_eq!(s.latest().and_then(|e| e.host_key.as_deref()), Some("SHA256:k"));
+        assert_eq!(
+            s.latest().and_then(|e| e.host_key.as_deref()),
+            Some("SHA256:k")
+        );
     }
 
     mod props {
@@ -373,7 +376,7 @@ mod tests {
                 let text = String::from_utf8_lossy(&bytes);
                 let _ = scan_line(&text);
                 let mut s = Scanner::new();
-                for chunk in text.split_inclusive(|c: char| c == '\n' || c == '{') {
+                for chunk in text.split_inclusive(['\n', '{']) {
                     let _ = s.feed(chunk);
                 }
             }

@@ -24,6 +24,19 @@ pub struct AuthOptions {
     pub use_agent: bool,
     /// Who to ask for passphrases.
     pub ask_passphrase: Option<AskSecret>,
+    /// The `-i` key once read (see [`AuthOptions::preload`]).
+    pub loaded: Option<Arc<PrivateKey>>,
+}
+
+impl AuthOptions {
+    /// Reads the `-i` key now, asking for its passphrase once, and keeps it
+    /// in memory (never on disk) so reconnects do not ask again.
+    pub fn preload(&mut self) -> Result<(), AuthError> {
+        if let (Some(path), None) = (&self.key_file, &self.loaded) {
+            self.loaded = Some(Arc::new(load_key_file(path, self.ask_passphrase.as_ref())?));
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for AuthOptions {
@@ -122,7 +135,10 @@ pub async fn authenticate<H: Handler>(
     let mut tried = Vec::new();
 
     if let Some(path) = &opts.key_file {
-        let key = load_key_file(path, opts.ask_passphrase.as_ref())?;
+        let key = match &opts.loaded {
+            Some(k) => k.clone(),
+            None => Arc::new(load_key_file(path, opts.ask_passphrase.as_ref())?),
+        };
         tried.push(path.display().to_string());
         if try_key(handle, user, key, rsa_hash).await? {
             return Ok(());
@@ -166,7 +182,7 @@ pub async fn authenticate<H: Handler>(
     }
 
     if let Some(path) = opts.default_key.as_ref().filter(|p| p.exists()) {
-        let key = load_key_file(path, opts.ask_passphrase.as_ref())?;
+        let key = Arc::new(load_key_file(path, opts.ask_passphrase.as_ref())?);
         tried.push(path.display().to_string());
         if try_key(handle, user, key, rsa_hash).await? {
             return Ok(());
@@ -178,7 +194,7 @@ pub async fn authenticate<H: Handler>(
 async fn try_key<H: Handler>(
     handle: &mut Handle<H>,
     user: &str,
-    key: PrivateKey,
+    key: Arc<PrivateKey>,
     rsa_hash: Option<russh::keys::HashAlg>,
 ) -> Result<bool, AuthError> {
     let hash = if key.algorithm().is_rsa() {
@@ -187,7 +203,7 @@ async fn try_key<H: Handler>(
         None
     };
     let result = handle
-        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
         .await?;
     Ok(result.success())
 }

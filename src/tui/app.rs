@@ -96,7 +96,11 @@ impl Prompt {
     fn new(kind: PromptKind, prefill: &str) -> Self {
         let mut input = TextArea::new(vec![prefill.to_string()]);
         input.move_cursor(ratatui_textarea::CursorMove::End);
-        Prompt { kind, input, history_pos: None }
+        Prompt {
+            kind,
+            input,
+            history_pos: None,
+        }
     }
 
     /// The text typed.
@@ -115,7 +119,7 @@ pub enum Popup {
     /// The key help.
     Help,
     /// A prompt.
-    Prompt(Prompt),
+    Prompt(Box<Prompt>),
     /// "Sessions are open, quit anyway?"
     ConfirmQuit,
 }
@@ -266,7 +270,10 @@ impl App {
             p.exec_id.as_deref() == Some(id)
                 && matches!(&p.kind, PaneKind::Shell(s) if s.state == ShellState::Live)
         });
-        let tunnel_up = self.tunnels.iter().any(|t| &t.exec_id == id && t.state == TunnelState::Up);
+        let tunnel_up = self
+            .tunnels
+            .iter()
+            .any(|t| &t.exec_id == id && t.state == TunnelState::Up);
         match (&row.endpoint, shell_live || tunnel_up) {
             (_, true) => SshState::Connected,
             (Some(_), false) => SshState::Ready,
@@ -294,7 +301,10 @@ impl App {
             PaneKind::Shell(s) => matches!(s.state, ShellState::Live | ShellState::Connecting),
             PaneKind::Command(c) => c.running(),
             _ => false,
-        }) || self.tunnels.iter().any(|t| !matches!(t.state, TunnelState::Failed(_)))
+        }) || self
+            .tunnels
+            .iter()
+            .any(|t| !matches!(t.state, TunnelState::Failed(_)))
     }
 
     // ----- panes -----
@@ -323,7 +333,9 @@ impl App {
     }
 
     fn close_pane(&mut self, id: PaneId) {
-        let Some(pane) = self.panes.remove(&id) else { return };
+        let Some(pane) = self.panes.remove(&id) else {
+            return;
+        };
         self.tiling.remove(id);
         if self.zoomed == Some(id) {
             self.zoomed = None;
@@ -331,10 +343,10 @@ impl App {
         match &pane.kind {
             PaneKind::Log(_) => {
                 let exec = pane.exec_id.clone().unwrap_or_default();
-                let still = self
-                    .panes
-                    .values()
-                    .any(|p| matches!(p.kind, PaneKind::Log(_)) && p.exec_id.as_deref() == Some(exec.as_str()));
+                let still = self.panes.values().any(|p| {
+                    matches!(p.kind, PaneKind::Log(_))
+                        && p.exec_id.as_deref() == Some(exec.as_str())
+                });
                 if !still {
                     self.effects.push(Effect::UnfollowLog(exec));
                 }
@@ -343,7 +355,11 @@ impl App {
             PaneKind::Tunnels { .. } => {}
         }
         self.interacting = false;
-        self.focus = self.tiling.order().last().map_or(Focus::List, |p| Focus::Pane(*p));
+        self.focus = self
+            .tiling
+            .order()
+            .last()
+            .map_or(Focus::List, |p| Focus::Pane(*p));
         self.sync_sizes();
     }
 
@@ -360,7 +376,11 @@ impl App {
     pub fn sync_sizes(&mut self) {
         for (id, rect) in self.pane_rects() {
             let (rows, cols) = ui::inner_size(rect);
-            if let Some(Pane { kind: PaneKind::Shell(s), .. }) = self.panes.get_mut(&id) {
+            if let Some(Pane {
+                kind: PaneKind::Shell(s),
+                ..
+            }) = self.panes.get_mut(&id)
+            {
                 if s.resize(rows, cols) {
                     self.effects.push(Effect::ShellResize(id, rows, cols));
                 }
@@ -384,7 +404,8 @@ impl App {
 
     fn open_log(&mut self, row: &ExecRow) {
         if let Some(id) = self.panes.values().find_map(|p| {
-            (matches!(p.kind, PaneKind::Log(_)) && p.exec_id.as_deref() == Some(&row.exec.id)).then_some(p.id)
+            (matches!(p.kind, PaneKind::Log(_)) && p.exec_id.as_deref() == Some(&row.exec.id))
+                .then_some(p.id)
         }) {
             self.focus = Focus::Pane(id);
             return;
@@ -413,21 +434,36 @@ impl App {
     }
 
     fn open_shell(&mut self) {
-        let Some(row) = self.require_ssh() else { return };
-        let id = self.add_pane(Some(&row), PaneKind::Shell(Box::new(ShellPane::new(24, 80))));
+        let Some(row) = self.require_ssh() else {
+            return;
+        };
+        let id = self.add_pane(
+            Some(&row),
+            PaneKind::Shell(Box::new(ShellPane::new(24, 80))),
+        );
         // add_pane sized the screen; tell the runtime the real size.
         let (rows, cols) = match self.panes.get(&id).map(|p| &p.kind) {
             Some(PaneKind::Shell(s)) => s.parser.screen().size(),
             _ => (24, 80),
         };
-        self.effects.retain(|e| !matches!(e, Effect::ShellResize(p, _, _) if *p == id));
-        self.effects.push(Effect::OpenShell { pane: id, exec_id: row.exec.id.clone(), rows, cols });
+        self.effects
+            .retain(|e| !matches!(e, Effect::ShellResize(p, _, _) if *p == id));
+        self.effects.push(Effect::OpenShell {
+            pane: id,
+            exec_id: row.exec.id.clone(),
+            rows,
+            cols,
+        });
         self.interacting = true;
         self.info("interaction mode: keys go to the shell; Ctrl-] returns to the console");
     }
 
     fn open_tunnels(&mut self) {
-        if let Some(id) = self.panes.values().find_map(|p| matches!(p.kind, PaneKind::Tunnels { .. }).then_some(p.id)) {
+        if let Some(id) = self
+            .panes
+            .values()
+            .find_map(|p| matches!(p.kind, PaneKind::Tunnels { .. }).then_some(p.id))
+        {
             self.focus = Focus::Pane(id);
         } else {
             self.add_pane(None, PaneKind::Tunnels { selected: 0 });
@@ -442,7 +478,9 @@ impl App {
                 return;
             }
         };
-        let Some(row) = self.row(&exec_id).cloned() else { return };
+        let Some(row) = self.row(&exec_id).cloned() else {
+            return;
+        };
         let id = self.next_id;
         self.next_id += 1;
         self.tunnels.push(TunnelRow {
@@ -455,23 +493,41 @@ impl App {
             last_error: None,
         });
         self.effects.push(Effect::OpenTunnel { id, exec_id, spec });
-        self.info(format!("opening tunnel {text} for {}; T lists tunnels", row.label()));
+        self.info(format!(
+            "opening tunnel {text} for {}; T lists tunnels",
+            row.label()
+        ));
     }
 
     fn run_command(&mut self, exec_id: String, command: String) {
-        let Some(row) = self.row(&exec_id).cloned() else { return };
+        let Some(row) = self.row(&exec_id).cloned() else {
+            return;
+        };
         if !command.trim().is_empty() {
             self.history.retain(|h| h != &command);
             self.history.push(command.clone());
         }
-        let id = self.add_pane(Some(&row), PaneKind::Command(CommandPane::new(command.clone())));
-        self.effects.push(Effect::RunCommand { pane: id, exec_id, command });
+        let id = self.add_pane(
+            Some(&row),
+            PaneKind::Command(CommandPane::new(command.clone())),
+        );
+        self.effects.push(Effect::RunCommand {
+            pane: id,
+            exec_id,
+            command,
+        });
     }
 
     fn ssh_command_line(&self, row: &ExecRow) -> Option<String> {
         let ep = row.endpoint.as_ref()?;
-        let user = ep.user.as_deref().unwrap_or(crate::ssh::target::DEFAULT_USER);
-        Some(format!("ssh -i {} -p {} {user}@{} -t /bin/bash", self.key_path, ep.port, ep.host))
+        let user = ep
+            .user
+            .as_deref()
+            .unwrap_or(crate::ssh::target::DEFAULT_USER);
+        Some(format!(
+            "ssh -i {} -p {} {user}@{} -t /bin/bash",
+            self.key_path, ep.port, ep.host
+        ))
     }
 
     // ----- input -----
@@ -490,12 +546,18 @@ impl App {
                 return;
             }
             if let Focus::Pane(id) = self.focus {
-                if let Some(Pane { kind: PaneKind::Shell(s), .. }) = self.panes.get_mut(&id) {
+                if let Some(Pane {
+                    kind: PaneKind::Shell(s),
+                    ..
+                }) = self.panes.get_mut(&id)
+                {
                     if s.scrollback > 0 {
                         s.scroll(-(s.scrollback as isize));
                     }
                     let bytes = keys::encode(&key, s.parser.screen().application_cursor());
-                    if !bytes.is_empty() && matches!(s.state, ShellState::Live | ShellState::Connecting) {
+                    if !bytes.is_empty()
+                        && matches!(s.state, ShellState::Live | ShellState::Connecting)
+                    {
                         self.effects.push(Effect::ShellInput(id, bytes));
                     }
                     return;
@@ -523,7 +585,10 @@ impl App {
                     }
                 }
                 Focus::Pane(id) => {
-                    if matches!(self.panes.get(&id).map(|p| &p.kind), Some(PaneKind::Shell(_))) {
+                    if matches!(
+                        self.panes.get(&id).map(|p| &p.kind),
+                        Some(PaneKind::Shell(_))
+                    ) {
                         self.interacting = true;
                         self.info("interaction mode: Ctrl-] returns to the console");
                     }
@@ -532,16 +597,22 @@ impl App {
             KeyAction::Shell => self.open_shell(),
             KeyAction::Command => {
                 if let Some(row) = self.require_ssh() {
-                    self.popup = Some(Popup::Prompt(Prompt::new(PromptKind::Command(row.exec.id), DEFAULT_COMMAND)));
+                    self.popup = Some(Popup::Prompt(Box::new(Prompt::new(
+                        PromptKind::Command(row.exec.id),
+                        DEFAULT_COMMAND,
+                    ))));
                 }
             }
             KeyAction::Tunnel => {
                 if let Some(row) = self.require_ssh() {
                     self.effects.push(Effect::FetchPorts(row.exec.id.clone()));
-                    self.popup = Some(Popup::Prompt(Prompt::new(
-                        PromptKind::Tunnel { exec_id: row.exec.id, ports: Vec::new() },
+                    self.popup = Some(Popup::Prompt(Box::new(Prompt::new(
+                        PromptKind::Tunnel {
+                            exec_id: row.exec.id,
+                            ports: Vec::new(),
+                        },
                         DEFAULT_TUNNEL,
-                    )));
+                    ))));
                 }
             }
             KeyAction::Tunnels => self.open_tunnels(),
@@ -554,10 +625,17 @@ impl App {
                 }
                 let pos = order.iter().position(|f| *f == self.focus).unwrap_or(0);
                 let n = order.len();
-                let next = if action == KeyAction::FocusNext { (pos + 1) % n } else { (pos + n - 1) % n };
+                let next = if action == KeyAction::FocusNext {
+                    (pos + 1) % n
+                } else {
+                    (pos + n - 1) % n
+                };
                 self.focus = order[next];
             }
-            KeyAction::FocusLeft | KeyAction::FocusRight | KeyAction::FocusUp | KeyAction::FocusDown => {
+            KeyAction::FocusLeft
+            | KeyAction::FocusRight
+            | KeyAction::FocusUp
+            | KeyAction::FocusDown => {
                 let toward = match action {
                     KeyAction::FocusLeft => Toward::Left,
                     KeyAction::FocusRight => Toward::Right,
@@ -589,7 +667,11 @@ impl App {
             }
             KeyAction::Zoom => {
                 if let Focus::Pane(id) = self.focus {
-                    self.zoomed = if self.zoomed == Some(id) { None } else { Some(id) };
+                    self.zoomed = if self.zoomed == Some(id) {
+                        None
+                    } else {
+                        Some(id)
+                    };
                     self.sync_sizes();
                 }
             }
@@ -605,12 +687,20 @@ impl App {
                 None => self.error("no execution selected"),
             },
             KeyAction::Filter => match self.focus {
-                Focus::Pane(id) if matches!(self.panes.get(&id).map(|p| &p.kind), Some(PaneKind::Log(_))) => {
-                    self.popup = Some(Popup::Prompt(Prompt::new(PromptKind::Search(id), "")));
+                Focus::Pane(id)
+                    if matches!(self.panes.get(&id).map(|p| &p.kind), Some(PaneKind::Log(_))) =>
+                {
+                    self.popup = Some(Popup::Prompt(Box::new(Prompt::new(
+                        PromptKind::Search(id),
+                        "",
+                    ))));
                 }
                 _ => {
                     let filter = self.filter.clone();
-                    self.popup = Some(Popup::Prompt(Prompt::new(PromptKind::Filter, &filter)));
+                    self.popup = Some(Popup::Prompt(Box::new(Prompt::new(
+                        PromptKind::Filter,
+                        &filter,
+                    ))));
                 }
             },
             KeyAction::Help => self.popup = Some(Popup::Help),
@@ -622,19 +712,32 @@ impl App {
                 }
             }
             KeyAction::Follow => {
-                if let Some(Pane { kind: PaneKind::Log(l), .. }) = self.focused_pane() {
+                if let Some(Pane {
+                    kind: PaneKind::Log(l),
+                    ..
+                }) = self.focused_pane()
+                {
                     l.resume();
                 }
             }
             KeyAction::Rerun => {
                 let Focus::Pane(id) = self.focus else { return };
-                if let Some(Pane { kind: PaneKind::Command(c), exec_id: Some(exec_id), .. }) = self.panes.get_mut(&id) {
+                if let Some(Pane {
+                    kind: PaneKind::Command(c),
+                    exec_id: Some(exec_id),
+                    ..
+                }) = self.panes.get_mut(&id)
+                {
                     if c.running() {
                         return;
                     }
                     c.restart();
                     let (exec_id, command) = (exec_id.clone(), c.command.clone());
-                    self.effects.push(Effect::RunCommand { pane: id, exec_id, command });
+                    self.effects.push(Effect::RunCommand {
+                        pane: id,
+                        exec_id,
+                        command,
+                    });
                 }
             }
         }
@@ -642,7 +745,11 @@ impl App {
 
     fn close_focused(&mut self) {
         let Focus::Pane(id) = self.focus else { return };
-        if let Some(Pane { kind: PaneKind::Tunnels { selected }, .. }) = self.panes.get(&id) {
+        if let Some(Pane {
+            kind: PaneKind::Tunnels { selected },
+            ..
+        }) = self.panes.get(&id)
+        {
             if let Some(row) = self.tunnels.get(*selected).cloned() {
                 self.tunnels.retain(|t| t.id != row.id);
                 self.effects.push(Effect::StopTunnel(row.id));
@@ -665,7 +772,9 @@ impl App {
             }
             Focus::Pane(id) => {
                 let tunnels = self.tunnels.len();
-                let Some(pane) = self.panes.get_mut(&id) else { return };
+                let Some(pane) = self.panes.get_mut(&id) else {
+                    return;
+                };
                 match &mut pane.kind {
                     PaneKind::Log(l) => {
                         if up {
@@ -695,7 +804,9 @@ impl App {
     }
 
     fn on_popup_key(&mut self, key: KeyEvent) {
-        let Some(popup) = self.popup.take() else { return };
+        let Some(popup) = self.popup.take() else {
+            return;
+        };
         match popup {
             Popup::Help => {}
             Popup::ConfirmQuit => {
@@ -705,7 +816,7 @@ impl App {
             }
             Popup::Prompt(mut prompt) => match key.code {
                 KeyCode::Esc => {}
-                KeyCode::Enter => self.submit(prompt),
+                KeyCode::Enter => self.submit(*prompt),
                 KeyCode::F(n) if n >= 1 => {
                     if let PromptKind::Tunnel { exec_id, ports } = &prompt.kind {
                         if let Some(port) = ports.get(usize::from(n) - 1) {
@@ -736,7 +847,9 @@ impl App {
                             (Some(p), KeyCode::Down) if p + 1 < len => Some(p + 1),
                             _ => None,
                         };
-                        let text = pos.map_or(DEFAULT_COMMAND, |p| self.history[p].as_str()).to_string();
+                        let text = pos
+                            .map_or(DEFAULT_COMMAND, |p| self.history[p].as_str())
+                            .to_string();
                         prompt.set_text(&text);
                         prompt.history_pos = pos;
                     }
@@ -767,7 +880,11 @@ impl App {
                     .iter()
                     .find(|(p, _)| *p == id)
                     .map_or(10, |(_, r)| usize::from(ui::inner_size(*r).0));
-                if let Some(Pane { kind: PaneKind::Log(l), .. }) = self.panes.get_mut(&id) {
+                if let Some(Pane {
+                    kind: PaneKind::Log(l),
+                    ..
+                }) = self.panes.get_mut(&id)
+                {
                     l.search = Some(text.clone());
                     if !l.find_previous(height) {
                         self.error(format!("`{text}` not found above"));
@@ -790,7 +907,11 @@ impl App {
             return;
         }
         if let Focus::Pane(id) = self.focus {
-            if let Some(Pane { kind: PaneKind::Shell(s), .. }) = self.panes.get(&id) {
+            if let Some(Pane {
+                kind: PaneKind::Shell(s),
+                ..
+            }) = self.panes.get(&id)
+            {
                 let bytes = if s.parser.screen().bracketed_paste() {
                     format!("\x1b[200~{text}\x1b[201~").into_bytes()
                 } else {
@@ -808,7 +929,10 @@ impl App {
         let target = if areas.list.contains(at) {
             Some(Focus::List)
         } else {
-            self.pane_rects().into_iter().find(|(_, r)| r.contains(at)).map(|(id, _)| Focus::Pane(id))
+            self.pane_rects()
+                .into_iter()
+                .find(|(_, r)| r.contains(at))
+                .map(|(id, _)| Focus::Pane(id))
         };
         let Some(target) = target else { return };
         match event.kind {
@@ -849,8 +973,14 @@ impl App {
                 let selected_id = self.visible().get(self.selected).map(|r| r.exec.id.clone());
                 let old: Vec<ExecRow> = std::mem::take(&mut self.executions);
                 for exec in list {
-                    let endpoint = old.iter().find(|r| r.exec.id == exec.id).and_then(|r| r.endpoint.clone());
-                    let was_running = old.iter().find(|r| r.exec.id == exec.id).is_some_and(|r| !r.exec.status().is_finished());
+                    let endpoint = old
+                        .iter()
+                        .find(|r| r.exec.id == exec.id)
+                        .and_then(|r| r.endpoint.clone());
+                    let was_running = old
+                        .iter()
+                        .find(|r| r.exec.id == exec.id)
+                        .is_some_and(|r| !r.exec.status().is_finished());
                     if was_running && exec.status().is_finished() {
                         self.execution_ended(&exec);
                     }
@@ -901,7 +1031,9 @@ impl App {
             Msg::ShellConnected(id) => self.with_shell(id, |s| s.state = ShellState::Live),
             Msg::ShellOutput(id, bytes) => self.with_shell(id, |s| s.output(&bytes)),
             Msg::ShellEnded(id, code) => {
-                self.with_shell(id, |s| s.state = ShellState::Ended(format!("shell exited with code {code}")));
+                self.with_shell(id, |s| {
+                    s.state = ShellState::Ended(format!("shell exited with code {code}"))
+                });
                 if self.focus == Focus::Pane(id) {
                     self.interacting = false;
                 }
@@ -913,7 +1045,9 @@ impl App {
                 }
                 self.error(e);
             }
-            Msg::CommandOutput(id, stream, bytes) => self.with_command(id, |c| c.output(stream, &bytes)),
+            Msg::CommandOutput(id, stream, bytes) => {
+                self.with_command(id, |c| c.output(stream, &bytes))
+            }
             Msg::CommandDone(id, code) => self.with_command(id, |c| c.done(code)),
             Msg::CommandFailed(id, e) => {
                 self.with_command(id, |c| c.error = Some(e.clone()));
@@ -943,11 +1077,15 @@ impl App {
                 self.error(e);
             }
             Msg::AgentPorts { exec_id, ports } => {
-                if let Some(Popup::Prompt(Prompt { kind: PromptKind::Tunnel { exec_id: e, ports: p }, .. })) =
-                    self.popup.as_mut()
-                {
-                    if *e == exec_id {
-                        *p = ports;
+                if let Some(Popup::Prompt(prompt)) = self.popup.as_mut() {
+                    if let PromptKind::Tunnel {
+                        exec_id: e,
+                        ports: p,
+                    } = &mut prompt.kind
+                    {
+                        if *e == exec_id {
+                            *p = ports;
+                        }
                     }
                 }
             }
@@ -962,7 +1100,9 @@ impl App {
             let note = format!("execution #{} ended: {}", exec.counter, exec.status);
             match &mut p.kind {
                 PaneKind::Log(l) => l.notice = Some(note),
-                PaneKind::Shell(s) if matches!(s.state, ShellState::Live | ShellState::Connecting) => {
+                PaneKind::Shell(s)
+                    if matches!(s.state, ShellState::Live | ShellState::Connecting) =>
+                {
                     s.state = ShellState::Ended(note);
                 }
                 _ => {}
@@ -971,13 +1111,21 @@ impl App {
     }
 
     fn with_shell(&mut self, id: PaneId, f: impl FnOnce(&mut ShellPane)) {
-        if let Some(Pane { kind: PaneKind::Shell(s), .. }) = self.panes.get_mut(&id) {
+        if let Some(Pane {
+            kind: PaneKind::Shell(s),
+            ..
+        }) = self.panes.get_mut(&id)
+        {
             f(s);
         }
     }
 
     fn with_command(&mut self, id: PaneId, f: impl FnOnce(&mut CommandPane)) {
-        if let Some(Pane { kind: PaneKind::Command(c), .. }) = self.panes.get_mut(&id) {
+        if let Some(Pane {
+            kind: PaneKind::Command(c),
+            ..
+        }) = self.panes.get_mut(&id)
+        {
             f(c);
         }
     }

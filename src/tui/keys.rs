@@ -80,10 +80,16 @@ impl KeySpec {
         let mut rest = s.trim();
         loop {
             let lower = rest.to_ascii_lowercase();
-            if let Some(r) = lower.strip_prefix("ctrl-").or_else(|| lower.strip_prefix("c-")) {
+            if let Some(r) = lower
+                .strip_prefix("ctrl-")
+                .or_else(|| lower.strip_prefix("c-"))
+            {
                 mods |= KeyModifiers::CONTROL;
                 rest = &rest[rest.len() - r.len()..];
-            } else if let Some(r) = lower.strip_prefix("alt-").or_else(|| lower.strip_prefix("m-")) {
+            } else if let Some(r) = lower
+                .strip_prefix("alt-")
+                .or_else(|| lower.strip_prefix("m-"))
+            {
                 mods |= KeyModifiers::ALT;
                 rest = &rest[rest.len() - r.len()..];
             } else {
@@ -113,7 +119,11 @@ impl KeySpec {
                 let mut chars = rest.chars();
                 match (chars.next(), chars.next()) {
                     (Some(c), None) => KeyCode::Char(c),
-                    _ => return Err(format!("unknown key `{s}` (e.g. `q`, `ctrl-]`, `alt-left`, `enter`, `f1`)")),
+                    _ => {
+                        return Err(format!(
+                            "unknown key `{s}` (e.g. `q`, `ctrl-]`, `alt-left`, `enter`, `f1`)"
+                        ))
+                    }
                 }
             }
         };
@@ -126,7 +136,10 @@ impl KeySpec {
         if matches!(event.code, KeyCode::Char(_)) {
             mods &= !KeyModifiers::SHIFT;
         }
-        KeySpec { code: event.code, mods }
+        KeySpec {
+            code: event.code,
+            mods,
+        }
     }
 }
 
@@ -178,7 +191,10 @@ impl Default for Keymap {
                 bindings.insert(spec, *action);
             }
         }
-        let leave = KeySpec { code: KeyCode::Char(']'), mods: KeyModifiers::CONTROL };
+        let leave = KeySpec {
+            code: KeyCode::Char(']'),
+            mods: KeyModifiers::CONTROL,
+        };
         Keymap { bindings, leave }
     }
 }
@@ -310,9 +326,18 @@ mod tests {
     #[test]
     fn defaults_follow_the_design() {
         let m = Keymap::default();
-        assert_eq!(m.action(&key(KeyCode::Char('s'), KeyModifiers::NONE)), Some(KeyAction::Shell));
-        assert_eq!(m.action(&key(KeyCode::Char('T'), KeyModifiers::SHIFT)), Some(KeyAction::Tunnels));
-        assert_eq!(m.action(&key(KeyCode::Left, KeyModifiers::ALT)), Some(KeyAction::FocusLeft));
+        assert_eq!(
+            m.action(&key(KeyCode::Char('s'), KeyModifiers::NONE)),
+            Some(KeyAction::Shell)
+        );
+        assert_eq!(
+            m.action(&key(KeyCode::Char('T'), KeyModifiers::SHIFT)),
+            Some(KeyAction::Tunnels)
+        );
+        assert_eq!(
+            m.action(&key(KeyCode::Left, KeyModifiers::ALT)),
+            Some(KeyAction::FocusLeft)
+        );
         assert!(m.is_leave(&key(KeyCode::Char(']'), KeyModifiers::CONTROL)));
         assert!(m.is_leave(&key(KeyCode::Char('5'), KeyModifiers::CONTROL)));
     }
@@ -323,19 +348,43 @@ mod tests {
             toml::from_str("quit = \"ctrl-q\"\nshell = [\"S\", \"alt-s\"]").expect("toml");
         let m = Keymap::with_overrides(&overrides).expect("valid");
         assert_eq!(m.action(&key(KeyCode::Char('q'), KeyModifiers::NONE)), None);
-        assert_eq!(m.action(&key(KeyCode::Char('q'), KeyModifiers::CONTROL)), Some(KeyAction::Quit));
-        assert_eq!(m.action(&key(KeyCode::Char('s'), KeyModifiers::ALT)), Some(KeyAction::Shell));
+        assert_eq!(
+            m.action(&key(KeyCode::Char('q'), KeyModifiers::CONTROL)),
+            Some(KeyAction::Quit)
+        );
+        assert_eq!(
+            m.action(&key(KeyCode::Char('s'), KeyModifiers::ALT)),
+            Some(KeyAction::Shell)
+        );
         assert!(KeySpec::parse("ctrl-").is_err());
         assert!(KeySpec::parse("hyper-x").is_err());
     }
 
     #[test]
     fn keys_encode_like_xterm() {
-        assert_eq!(encode(&key(KeyCode::Char('c'), KeyModifiers::CONTROL), false), vec![3]);
-        assert_eq!(encode(&key(KeyCode::Up, KeyModifiers::NONE), false), b"\x1b[A");
-        assert_eq!(encode(&key(KeyCode::Up, KeyModifiers::NONE), true), b"\x1bOA");
-        assert_eq!(encode(&key(KeyCode::Char('x'), KeyModifiers::ALT), false), b"\x1bx");
-        assert_eq!(encode(&key(KeyCode::Enter, KeyModifiers::NONE), false), b"\r");
-        assert_eq!(encode(&key(KeyCode::Char('é'), KeyModifiers::NONE), false), "é".as_bytes());
+        assert_eq!(
+            encode(&key(KeyCode::Char('c'), KeyModifiers::CONTROL), false),
+            vec![3]
+        );
+        assert_eq!(
+            encode(&key(KeyCode::Up, KeyModifiers::NONE), false),
+            b"\x1b[A"
+        );
+        assert_eq!(
+            encode(&key(KeyCode::Up, KeyModifiers::NONE), true),
+            b"\x1bOA"
+        );
+        assert_eq!(
+            encode(&key(KeyCode::Char('x'), KeyModifiers::ALT), false),
+            b"\x1bx"
+        );
+        assert_eq!(
+            encode(&key(KeyCode::Enter, KeyModifiers::NONE), false),
+            b"\r"
+        );
+        assert_eq!(
+            encode(&key(KeyCode::Char('é'), KeyModifiers::NONE), false),
+            "é".as_bytes()
+        );
     }
 }

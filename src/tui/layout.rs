@@ -40,7 +40,9 @@ impl Tiling {
             self.root = Some(Node::Leaf(pane));
             return;
         };
-        let target = beside.filter(|b| contains(root, *b)).unwrap_or_else(|| last_leaf(root));
+        let target = beside
+            .filter(|b| contains(root, *b))
+            .unwrap_or_else(|| last_leaf(root));
         insert_at(root, target, pane, split);
     }
 
@@ -112,7 +114,10 @@ fn remove_from(node: Node, pane: PaneId) -> Option<Node> {
         Node::Leaf(l) if l == pane => None,
         Node::Leaf(l) => Some(Node::Leaf(l)),
         Node::Split(dir, children) => {
-            let mut kept: Vec<Node> = children.into_iter().filter_map(|c| remove_from(c, pane)).collect();
+            let mut kept: Vec<Node> = children
+                .into_iter()
+                .filter_map(|c| remove_from(c, pane))
+                .collect();
             match kept.len() {
                 0 => None,
                 1 => kept.pop(),
@@ -165,7 +170,12 @@ pub enum Toward {
 /// The nearest rectangle from `from` in direction `toward`.
 pub fn neighbour(rects: &[(PaneId, Rect)], from: PaneId, toward: Toward) -> Option<PaneId> {
     let (_, r) = rects.iter().find(|(id, _)| *id == from)?;
-    let centre = |r: &Rect| (i32::from(r.x) * 2 + i32::from(r.width), i32::from(r.y) * 2 + i32::from(r.height));
+    let centre = |r: &Rect| {
+        (
+            i32::from(r.x) * 2 + i32::from(r.width),
+            i32::from(r.y) * 2 + i32::from(r.height),
+        )
+    };
     let (cx, cy) = centre(r);
     rects
         .iter()
@@ -203,7 +213,10 @@ mod tests {
         assert_eq!(neighbour(&rects, 2, Toward::Down), Some(3));
         assert_eq!(neighbour(&rects, 3, Toward::Left), Some(1));
         t.remove(2);
-        assert_eq!(t.rects(area), vec![(1, Rect::new(0, 0, 50, 40)), (3, Rect::new(50, 0, 50, 40))]);
+        assert_eq!(
+            t.rects(area),
+            vec![(1, Rect::new(0, 0, 50, 40)), (3, Rect::new(50, 0, 50, 40))]
+        );
         t.remove(1);
         t.remove(3);
         assert!(t.is_empty());
@@ -215,7 +228,11 @@ mod tests {
         for id in 1..=3 {
             t.insert(id, Some(id.saturating_sub(1)), Split::Horizontal);
         }
-        let widths: Vec<u16> = t.rects(Rect::new(0, 0, 90, 10)).iter().map(|(_, r)| r.width).collect();
+        let widths: Vec<u16> = t
+            .rects(Rect::new(0, 0, 90, 10))
+            .iter()
+            .map(|(_, r)| r.width)
+            .collect();
         assert_eq!(widths, vec![30, 30, 30]);
     }
 }

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use crossterm::event::{
-    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event, EventStream,
-    KeyEventKind,
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
+    EventStream, KeyEventKind,
 };
 use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen};
 use futures::StreamExt as _;
@@ -59,13 +59,18 @@ struct ConsoleSection {
 pub fn load_config(paths: &Paths) -> anyhow::Result<(Keymap, usize)> {
     let path = paths.config_file();
     let config: ConsoleConfig = match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?,
+        Ok(text) => {
+            toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => ConsoleConfig::default(),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     let keymap = Keymap::with_overrides(&config.keys)
         .map_err(|e| anyhow::anyhow!("{}: [keys]: {e}", path.display()))?;
-    Ok((keymap, config.console.scrollback.unwrap_or(DEFAULT_SCROLLBACK)))
+    Ok((
+        keymap,
+        config.console.scrollback.unwrap_or(DEFAULT_SCROLLBACK),
+    ))
 }
 
 /// Restores the terminal on every way out: drop (normal return, error,
@@ -94,10 +99,16 @@ impl TerminalGuard {
         }));
         crossterm::terminal::enable_raw_mode().context("cannot put the terminal in raw mode")?;
         let guard = TerminalGuard {
-            terminal: Terminal::new(CrosstermBackend::new(std::io::stdout())).context("cannot open the terminal")?,
+            terminal: Terminal::new(CrosstermBackend::new(std::io::stdout()))
+                .context("cannot open the terminal")?,
         };
-        crossterm::execute!(std::io::stdout(), EnterAlternateScreen, EnableMouseCapture, EnableBracketedPaste)
-            .context("cannot set up the terminal")?;
+        crossterm::execute!(
+            std::io::stdout(),
+            EnterAlternateScreen,
+            EnableMouseCapture,
+            EnableBracketedPaste
+        )
+        .context("cannot set up the terminal")?;
         Ok(guard)
     }
 }
@@ -124,7 +135,11 @@ pub async fn open_source(paths: &Paths, args: &SourceArgs, demo: bool) -> anyhow
         if let Some(creds) = crate::commands::source::valohai_credentials(args, paths)? {
             if args.source != Some(crate::commands::source::SourceKind::Local) {
                 let label = format!("Valohai {}", creds.host);
-                return Ok(Opened { client: ApiClient::new(&creds)?, label, control: None });
+                return Ok(Opened {
+                    client: ApiClient::new(&creds)?,
+                    label,
+                    control: None,
+                });
             }
         }
     }
@@ -138,9 +153,9 @@ pub async fn open_source(paths: &Paths, args: &SourceArgs, demo: bool) -> anyhow
     let client = crate::commands::source::local_client(&endpoint)?;
     let public = ensure_key(paths)?;
     let running = client.executions(&Default::default()).await?;
-    let demo_running = running
-        .iter()
-        .any(|e| !e.status().is_finished() && e.title.as_deref().is_some_and(|t| t.starts_with("demo:")));
+    let demo_running = running.iter().any(|e| {
+        !e.status().is_finished() && e.title.as_deref().is_some_and(|t| t.starts_with("demo:"))
+    });
     if (demo || running.is_empty()) && !demo_running {
         let dir = control::demo::assets_dir(paths)?;
         for mut create in control::demo::demo_executions(&dir) {
@@ -148,7 +163,11 @@ pub async fn open_source(paths: &Paths, args: &SourceArgs, demo: bool) -> anyhow
             client.create(&create).await?;
         }
     }
-    Ok(Opened { client, label: "local".into(), control: task })
+    Ok(Opened {
+        client,
+        label: "local".into(),
+        control: task,
+    })
 }
 
 /// The default key's public line, creating the key if there is none.
@@ -177,6 +196,7 @@ pub async fn run(paths: Paths, args: SourceArgs, demo: bool) -> anyhow::Result<(
             default_key: Some(paths.default_key()),
             use_agent: true,
             ask_passphrase: None,
+            loaded: None,
         },
         known_hosts: paths.known_hosts(),
         timeout: Duration::from_secs(15),
@@ -188,7 +208,12 @@ pub async fn run(paths: Paths, args: SourceArgs, demo: bool) -> anyhow::Result<(
     let (tx, mut rx) = mpsc::channel(1024);
     let mut rt = Runtime::new(tx, ctx);
     rt.start();
-    let mut app = App::new(keymap, scrollback, &opened.label, &paths.default_key().display().to_string());
+    let mut app = App::new(
+        keymap,
+        scrollback,
+        &opened.label,
+        &paths.default_key().display().to_string(),
+    );
     let size = guard.terminal.size()?;
     app.resize(size.width, size.height);
     let mut events = EventStream::new();

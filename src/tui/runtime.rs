@@ -115,19 +115,36 @@ impl Runtime {
                 ask: None,
             },
         };
-        ConnectOptions { trust, auth: self.ctx.auth.clone(), timeout: self.ctx.timeout }
+        ConnectOptions {
+            trust,
+            auth: self.ctx.auth.clone(),
+            timeout: self.ctx.timeout,
+        }
     }
 
     fn target(&self, exec_id: &str) -> Result<(Target, ConnectOptions), String> {
-        let endpoints = self.endpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        let endpoints = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let ep = endpoints
             .get(exec_id)
             .cloned()
             .ok_or_else(|| "the execution has not announced an SSH address yet".to_string())?;
         drop(endpoints);
-        let user = ep.user.clone().unwrap_or_else(|| ssh::target::DEFAULT_USER.to_string());
+        let user = ep
+            .user
+            .clone()
+            .unwrap_or_else(|| ssh::target::DEFAULT_USER.to_string());
         let opts = self.connect_options(&ep);
-        Ok((Target { user, host: ep.host, port: ep.port }, opts))
+        Ok((
+            Target {
+                user,
+                host: ep.host,
+                port: ep.port,
+            },
+            opts,
+        ))
     }
 
     /// Performs one effect.
@@ -150,11 +167,18 @@ impl Runtime {
                     t.abort();
                 }
             }
-            Effect::OpenShell { pane, exec_id, rows, cols } => {
+            Effect::OpenShell {
+                pane,
+                exec_id,
+                rows,
+                cols,
+            } => {
                 let (input_tx, input_rx) = mpsc::unbounded_channel();
                 let tx = self.tx.clone();
                 let task = match self.target(&exec_id) {
-                    Ok((target, opts)) => tokio::spawn(run_shell(pane, target, opts, rows, cols, input_rx, tx)),
+                    Ok((target, opts)) => {
+                        tokio::spawn(run_shell(pane, target, opts, rows, cols, input_rx, tx))
+                    }
                     Err(e) => tokio::spawn(async move {
                         let _ = tx.send(Msg::ShellFailed(pane, e)).await;
                     }),
@@ -179,10 +203,16 @@ impl Runtime {
                     t.abort();
                 }
             }
-            Effect::RunCommand { pane, exec_id, command } => {
+            Effect::RunCommand {
+                pane,
+                exec_id,
+                command,
+            } => {
                 let tx = self.tx.clone();
                 let task = match self.target(&exec_id) {
-                    Ok((target, opts)) => tokio::spawn(run_command(pane, target, opts, command, tx)),
+                    Ok((target, opts)) => {
+                        tokio::spawn(run_command(pane, target, opts, command, tx))
+                    }
                     Err(e) => tokio::spawn(async move {
                         let _ = tx.send(Msg::CommandFailed(pane, e)).await;
                     }),
@@ -230,7 +260,10 @@ async fn poll_list(
 ) {
     let mut backoff = LIST_POLL;
     loop {
-        let filter = ExecutionFilter { limit: Some(200), ..Default::default() };
+        let filter = ExecutionFilter {
+            limit: Some(200),
+            ..Default::default()
+        };
         match ctx.client.executions(&filter).await {
             Ok(list) => {
                 backoff = LIST_POLL;
@@ -238,7 +271,10 @@ async fn poll_list(
                 // not scanned yet: a lingering agent still answers).
                 let mut scans = Vec::new();
                 for e in &list {
-                    let known = endpoints.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&e.id);
+                    let known = endpoints
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .contains_key(&e.id);
                     if !e.status().is_finished() || !known {
                         scans.push(e.id.clone());
                     }
@@ -263,7 +299,11 @@ async fn poll_list(
                 if tx.send(Msg::Executions(Err(e.to_string()))).await.is_err() {
                     return;
                 }
-                backoff = if retry { (backoff * 2).min(MAX_BACKOFF) } else { MAX_BACKOFF };
+                backoff = if retry {
+                    (backoff * 2).min(MAX_BACKOFF)
+                } else {
+                    MAX_BACKOFF
+                };
             }
         }
         tokio::select! {
@@ -273,7 +313,12 @@ async fn poll_list(
     }
 }
 
-async fn publish(endpoints: &Mutex<HashMap<String, Endpoint>>, tx: &mpsc::Sender<Msg>, id: &str, ep: Endpoint) {
+async fn publish(
+    endpoints: &Mutex<HashMap<String, Endpoint>>,
+    tx: &mpsc::Sender<Msg>,
+    id: &str,
+    ep: Endpoint,
+) {
     let changed = {
         let mut map = endpoints.lock().unwrap_or_else(PoisonError::into_inner);
         let changed = map.get(id) != Some(&ep);
@@ -281,7 +326,12 @@ async fn publish(endpoints: &Mutex<HashMap<String, Endpoint>>, tx: &mpsc::Sender
         changed
     };
     if changed {
-        let _ = tx.send(Msg::Endpoint { exec_id: id.to_string(), endpoint: ep }).await;
+        let _ = tx
+            .send(Msg::Endpoint {
+                exec_id: id.to_string(),
+                endpoint: ep,
+            })
+            .await;
     }
 }
 
@@ -306,7 +356,13 @@ async fn follow_log(
                     }
                 }
                 if !fresh.is_empty()
-                    && tx.send(Msg::Log { exec_id: exec_id.clone(), events: fresh }).await.is_err()
+                    && tx
+                        .send(Msg::Log {
+                            exec_id: exec_id.clone(),
+                            events: fresh,
+                        })
+                        .await
+                        .is_err()
                 {
                     return;
                 }
@@ -319,7 +375,14 @@ async fn follow_log(
                 }
             }
             Err(e) => {
-                if tx.send(Msg::LogError { exec_id: exec_id.clone(), error: e.to_string() }).await.is_err() {
+                if tx
+                    .send(Msg::LogError {
+                        exec_id: exec_id.clone(),
+                        error: e.to_string(),
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -392,24 +455,45 @@ async fn run_shell(
     let _ = tx.send(msg).await;
 }
 
-async fn run_command(pane: PaneId, target: Target, opts: ConnectOptions, command: String, tx: mpsc::Sender<Msg>) {
+async fn run_command(
+    pane: PaneId,
+    target: Target,
+    opts: ConnectOptions,
+    command: String,
+    tx: mpsc::Sender<Msg>,
+) {
     let result: Result<i32, String> = async {
-        let session = ssh::connect(&target, &opts).await.map_err(|e| e.to_string())?;
-        let channel = session.handle.channel_open_session().await.map_err(|e| e.to_string())?;
-        channel.exec(true, command.as_bytes()).await.map_err(|e| e.to_string())?;
+        let session = ssh::connect(&target, &opts)
+            .await
+            .map_err(|e| e.to_string())?;
+        let channel = session
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| e.to_string())?;
+        channel
+            .exec(true, command.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
         let (mut rx, chan_tx) = channel.split();
         let _ = chan_tx.eof().await;
         let mut exit = RemoteExit::Unknown;
         while let Some(msg) = rx.wait().await {
             match msg {
                 ChannelMsg::Data { data } => {
-                    let _ = tx.send(Msg::CommandOutput(pane, Stream::Stdout, data)).await;
+                    let _ = tx
+                        .send(Msg::CommandOutput(pane, Stream::Stdout, data))
+                        .await;
                 }
                 ChannelMsg::ExtendedData { data, .. } => {
-                    let _ = tx.send(Msg::CommandOutput(pane, Stream::Stderr, data)).await;
+                    let _ = tx
+                        .send(Msg::CommandOutput(pane, Stream::Stderr, data))
+                        .await;
                 }
                 ChannelMsg::ExitStatus { exit_status } => exit = RemoteExit::Code(exit_status),
-                ChannelMsg::ExitSignal { signal_name: s, .. } => exit = RemoteExit::Signal(signal_name(&s)),
+                ChannelMsg::ExitSignal { signal_name: s, .. } => {
+                    exit = RemoteExit::Signal(signal_name(&s))
+                }
                 ChannelMsg::Close => break,
                 _ => {}
             }
@@ -424,7 +508,13 @@ async fn run_command(pane: PaneId, target: Target, opts: ConnectOptions, command
     let _ = tx.send(msg).await;
 }
 
-async fn run_tunnel(id: TunnelId, target: Target, opts: ConnectOptions, spec: tunnel::TunnelSpec, tx: mpsc::Sender<Msg>) {
+async fn run_tunnel(
+    id: TunnelId,
+    target: Target,
+    opts: ConnectOptions,
+    spec: tunnel::TunnelSpec,
+    tx: mpsc::Sender<Msg>,
+) {
     let bound = match tunnel::bind_all(std::slice::from_ref(&spec), tunnel::LOOPBACK).await {
         Ok(b) => b,
         Err(e) => {
@@ -452,15 +542,21 @@ async fn run_tunnel(id: TunnelId, target: Target, opts: ConnectOptions, spec: tu
 }
 
 async fn fetch_ports(exec_id: String, target: Target, opts: ConnectOptions, tx: mpsc::Sender<Msg>) {
-    let Ok(session) = ssh::connect(&target, &opts).await else { return };
-    let Ok(ports) = listening_ports(&session).await else { return };
+    let Ok(session) = ssh::connect(&target, &opts).await else {
+        return;
+    };
+    let Ok(ports) = listening_ports(&session).await else {
+        return;
+    };
     let _ = tx.send(Msg::AgentPorts { exec_id, ports }).await;
 }
 
 /// Listening ports from the agent's status subsystem (plain sshd has none).
 async fn listening_ports(session: &Session) -> Result<Vec<u16>, russh::Error> {
     let mut channel = session.handle.channel_open_session().await?;
-    channel.request_subsystem(true, "porthole-status@porthole").await?;
+    channel
+        .request_subsystem(true, "porthole-status@porthole")
+        .await?;
     let mut body = Vec::new();
     while let Some(msg) = channel.wait().await {
         match msg {

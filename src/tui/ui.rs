@@ -37,12 +37,19 @@ pub fn areas(size: Rect) -> Areas {
         let h = (main.height * 35 / 100).max(5);
         Layout::vertical([Constraint::Length(h), Constraint::Min(1)]).areas(main)
     };
-    Areas { list, panes, status }
+    Areas {
+        list,
+        panes,
+        status,
+    }
 }
 
 /// Rows and columns inside a pane's border.
 pub fn inner_size(rect: Rect) -> (u16, u16) {
-    (rect.height.saturating_sub(2).max(1), rect.width.saturating_sub(2).max(1))
+    (
+        rect.height.saturating_sub(2).max(1),
+        rect.width.saturating_sub(2).max(1),
+    )
 }
 
 /// Draws the whole console.
@@ -74,7 +81,10 @@ fn age(ctime: Option<&str>) -> String {
     let Some(t) = ctime.and_then(|t| humantime::parse_rfc3339_weak(t).ok()) else {
         return "-".into();
     };
-    let secs = SystemTime::now().duration_since(t).unwrap_or_default().as_secs();
+    let secs = SystemTime::now()
+        .duration_since(t)
+        .unwrap_or_default()
+        .as_secs();
     match secs {
         0..=59 => format!("{secs}s"),
         60..=3599 => format!("{}m", secs / 60),
@@ -90,9 +100,16 @@ fn block(title: String, focused: bool, interacting: bool) -> Block<'static> {
         _ => Color::DarkGray,
     };
     Block::bordered()
-        .border_type(if focused { BorderType::Thick } else { BorderType::Plain })
+        .border_type(if focused {
+            BorderType::Thick
+        } else {
+            BorderType::Plain
+        })
         .border_style(Style::new().fg(color))
-        .title(Span::styled(title, Style::new().fg(if focused { Color::White } else { Color::Gray })))
+        .title(Span::styled(
+            title,
+            Style::new().fg(if focused { Color::White } else { Color::Gray }),
+        ))
 }
 
 fn draw_list(frame: &mut Frame<'_>, app: &App, area: Rect) {
@@ -103,16 +120,22 @@ fn draw_list(frame: &mut Frame<'_>, app: &App, area: Rect) {
     let focused = app.focus == Focus::List;
     let block = block(title, focused, false);
     if let Some(e) = &app.source_error {
-        let text = Paragraph::new(format!("cannot list executions:\n{e}\n\nretrying in the background"))
-            .wrap(Wrap { trim: true })
-            .fg(Color::Red)
-            .block(block);
+        let text = Paragraph::new(format!(
+            "cannot list executions:\n{e}\n\nretrying in the background"
+        ))
+        .wrap(Wrap { trim: true })
+        .fg(Color::Red)
+        .block(block);
         frame.render_widget(text, area);
         return;
     }
     let visible = app.visible();
     if visible.is_empty() {
-        let msg = if app.executions.is_empty() { "no executions yet" } else { "nothing matches the filter" };
+        let msg = if app.executions.is_empty() {
+            "no executions yet"
+        } else {
+            "nothing matches the filter"
+        };
         frame.render_widget(Paragraph::new(msg).fg(Color::DarkGray).block(block), area);
         return;
     }
@@ -123,9 +146,18 @@ fn draw_list(frame: &mut Frame<'_>, app: &App, area: Rect) {
         .collect();
     let table = Table::new(
         rows,
-        [Constraint::Length(5), Constraint::Length(9), Constraint::Length(4), Constraint::Length(9), Constraint::Min(8)],
+        [
+            Constraint::Length(5),
+            Constraint::Length(9),
+            Constraint::Length(4),
+            Constraint::Length(9),
+            Constraint::Min(8),
+        ],
     )
-    .header(Row::new(["#", "STATUS", "AGE", "SSH", "TITLE"]).style(Style::new().add_modifier(Modifier::BOLD)))
+    .header(
+        Row::new(["#", "STATUS", "AGE", "SSH", "TITLE"])
+            .style(Style::new().add_modifier(Modifier::BOLD)),
+    )
     .column_spacing(1)
     .block(block);
     frame.render_widget(table, area);
@@ -145,7 +177,10 @@ fn list_row<'a>(app: &App, r: &'a ExecRow, focused: bool, selected: bool) -> Row
     };
     Row::new(vec![
         Cell::from(format!("{:>4}", r.exec.counter)),
-        Cell::from(Span::styled(r.exec.status.clone(), Style::new().fg(status_color(&status)))),
+        Cell::from(Span::styled(
+            r.exec.status.clone(),
+            Style::new().fg(status_color(&status)),
+        )),
         Cell::from(age(r.exec.ctime.as_deref())),
         Cell::from(Span::styled(ssh, Style::new().fg(ssh_color))),
         Cell::from(r.exec.label()),
@@ -165,7 +200,11 @@ fn draw_panes(frame: &mut Frame<'_>, app: &App, area: Rect) {
             Line::from("  ?      all keys"),
         ])
         .fg(Color::DarkGray)
-        .block(Block::bordered().border_style(Style::new().fg(Color::DarkGray)).title(" panes "));
+        .block(
+            Block::bordered()
+                .border_style(Style::new().fg(Color::DarkGray))
+                .title(" panes "),
+        );
         frame.render_widget(hint, area);
         return;
     }
@@ -177,7 +216,14 @@ fn draw_panes(frame: &mut Frame<'_>, app: &App, area: Rect) {
     }
 }
 
-fn draw_pane(frame: &mut Frame<'_>, app: &App, pane: &Pane, area: Rect, focused: bool, interacting: bool) {
+fn draw_pane(
+    frame: &mut Frame<'_>,
+    app: &App,
+    pane: &Pane,
+    area: Rect,
+    focused: bool,
+    interacting: bool,
+) {
     let mut title = pane.title();
     if interacting {
         title.push_str("[interacting: Ctrl-] leaves] ");
@@ -190,7 +236,10 @@ fn draw_pane(frame: &mut Frame<'_>, app: &App, pane: &Pane, area: Rect, focused:
             let mut lines: Vec<Line> = Vec::new();
             let mut height = usize::from(inner.height);
             if let Some(n) = &l.notice {
-                lines.push(Line::from(Span::styled(n.clone(), Style::new().fg(Color::Black).bg(Color::Green))));
+                lines.push(Line::from(Span::styled(
+                    n.clone(),
+                    Style::new().fg(Color::Black).bg(Color::Green),
+                )));
                 height = height.saturating_sub(1);
             }
             for e in l.visible(height) {
@@ -200,7 +249,11 @@ fn draw_pane(frame: &mut Frame<'_>, app: &App, pane: &Pane, area: Rect, focused:
                     _ => Style::new(),
                 };
                 let text = crate::source::scanner::strip_ansi(&e.message);
-                match l.search.as_deref().filter(|s| !s.is_empty() && text.contains(*s)) {
+                match l
+                    .search
+                    .as_deref()
+                    .filter(|s| !s.is_empty() && text.contains(*s))
+                {
                     Some(term) => lines.push(highlight(&text, term, style)),
                     None => lines.push(Line::from(Span::styled(text, style))),
                 }
@@ -221,7 +274,9 @@ fn draw_pane(frame: &mut Frame<'_>, app: &App, pane: &Pane, area: Rect, focused:
                 }
                 ShellState::Failed(e) if s.received == 0 => {
                     frame.render_widget(
-                        Paragraph::new(format!("cannot open a shell:\n{e}")).fg(Color::Red).wrap(Wrap { trim: true }),
+                        Paragraph::new(format!("cannot open a shell:\n{e}"))
+                            .fg(Color::Red)
+                            .wrap(Wrap { trim: true }),
                         inner,
                     );
                     return;
@@ -236,11 +291,18 @@ fn draw_pane(frame: &mut Frame<'_>, app: &App, pane: &Pane, area: Rect, focused:
             let banner = match &s.state {
                 ShellState::Ended(m) => Some((m.clone(), Color::Yellow)),
                 ShellState::Failed(e) => Some((e.clone(), Color::Red)),
-                _ if s.scrollback > 0 => Some((format!("history: {} rows up", s.scrollback), Color::Yellow)),
+                _ if s.scrollback > 0 => {
+                    Some((format!("history: {} rows up", s.scrollback), Color::Yellow))
+                }
                 _ => None,
             };
             if let Some((text, color)) = banner {
-                let row = Rect::new(inner.x, inner.y + inner.height.saturating_sub(1), inner.width, 1);
+                let row = Rect::new(
+                    inner.x,
+                    inner.y + inner.height.saturating_sub(1),
+                    inner.width,
+                    1,
+                );
                 frame.render_widget(Paragraph::new(text).fg(Color::Black).bg(color), row);
             }
         }
@@ -251,17 +313,29 @@ fn draw_pane(frame: &mut Frame<'_>, app: &App, pane: &Pane, area: Rect, focused:
             let mut lines: Vec<Line> = c.lines[start..end]
                 .iter()
                 .map(|(stream, text)| {
-                    let style = if *stream == Stream::Stderr { Style::new().fg(Color::LightRed) } else { Style::new() };
-                    Line::from(Span::styled(crate::source::scanner::strip_ansi(text), style))
+                    let style = if *stream == Stream::Stderr {
+                        Style::new().fg(Color::LightRed)
+                    } else {
+                        Style::new()
+                    };
+                    Line::from(Span::styled(
+                        crate::source::scanner::strip_ansi(text),
+                        style,
+                    ))
                 })
                 .collect();
             let footer = match (&c.error, c.exit, c.elapsed) {
-                (Some(e), _, _) => Span::styled(format!("failed: {e}"), Style::new().fg(Color::Red)),
+                (Some(e), _, _) => {
+                    Span::styled(format!("failed: {e}"), Style::new().fg(Color::Red))
+                }
                 (None, Some(code), Some(t)) => Span::styled(
                     format!("exit {code} · {:.2}s · r re-runs", t.as_secs_f64()),
                     Style::new().fg(if code == 0 { Color::Green } else { Color::Red }),
                 ),
-                _ => Span::styled(format!("running… {:.0}s", c.started.elapsed().as_secs_f64()), Style::new().fg(Color::Yellow)),
+                _ => Span::styled(
+                    format!("running… {:.0}s", c.started.elapsed().as_secs_f64()),
+                    Style::new().fg(Color::Yellow),
+                ),
             };
             lines.push(Line::from(footer));
             frame.render_widget(Paragraph::new(lines), inner);
@@ -275,7 +349,10 @@ fn highlight(text: &str, term: &str, base: Style) -> Line<'static> {
     let mut rest = text;
     while let Some(pos) = rest.find(term) {
         spans.push(Span::styled(rest[..pos].to_string(), base));
-        spans.push(Span::styled(term.to_string(), Style::new().bg(Color::Yellow).fg(Color::Black)));
+        spans.push(Span::styled(
+            term.to_string(),
+            Style::new().bg(Color::Yellow).fg(Color::Black),
+        ));
         rest = &rest[pos + term.len()..];
     }
     spans.push(Span::styled(rest.to_string(), base));
@@ -293,7 +370,8 @@ fn human_bytes(n: u64) -> String {
 fn draw_tunnels(frame: &mut Frame<'_>, app: &App, area: Rect, selected: usize, focused: bool) {
     if app.tunnels.is_empty() {
         frame.render_widget(
-            Paragraph::new("no tunnels; t opens one for the selected execution").fg(Color::DarkGray),
+            Paragraph::new("no tunnels; t opens one for the selected execution")
+                .fg(Color::DarkGray),
             area,
         );
         return;
@@ -306,7 +384,9 @@ fn draw_tunnels(frame: &mut Frame<'_>, app: &App, area: Rect, selected: usize, f
             let (state, color) = match &t.state {
                 TunnelState::Listening => ("listening".to_string(), Color::Yellow),
                 TunnelState::Up => ("up".to_string(), Color::Green),
-                TunnelState::Reconnecting { attempt, .. } => (format!("reconnecting ({attempt})"), Color::Yellow),
+                TunnelState::Reconnecting { attempt, .. } => {
+                    (format!("reconnecting ({attempt})"), Color::Yellow)
+                }
                 TunnelState::Failed(e) => (format!("failed: {e}"), Color::Red),
             };
             let (conns, up, down) = t.tunnel.as_ref().map_or((0, 0, 0), |t| {
@@ -316,7 +396,11 @@ fn draw_tunnels(frame: &mut Frame<'_>, app: &App, area: Rect, selected: usize, f
                     t.stats.bytes_down.load(Ordering::Relaxed),
                 )
             });
-            let style = if i == selected && focused { Style::new().bg(Color::Blue) } else { Style::new() };
+            let style = if i == selected && focused {
+                Style::new().bg(Color::Blue)
+            } else {
+                Style::new()
+            };
             Row::new(vec![
                 Cell::from(t.local().map_or_else(|| "-".into(), |a| a.to_string())),
                 Cell::from(t.spec_text()),
@@ -364,7 +448,10 @@ fn hints(app: &App) -> &'static str {
 
 fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect) {
     let line = match &app.status {
-        Some((msg, Level::Error)) => Line::from(Span::styled(msg.clone(), Style::new().fg(Color::White).bg(Color::Red))),
+        Some((msg, Level::Error)) => Line::from(Span::styled(
+            msg.clone(),
+            Style::new().fg(Color::White).bg(Color::Red),
+        )),
         Some((msg, Level::Info)) => Line::from(vec![
             Span::styled(msg.clone(), Style::new().fg(Color::Cyan)),
             Span::raw("  ·  "),
@@ -378,19 +465,33 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect) {
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let w = width.min(area.width);
     let h = height.min(area.height);
-    Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h)
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
 }
 
 const HELP: &[(&str, &str)] = &[
     ("j/k, arrows", "move in the list, scroll a pane"),
     ("Enter", "open the selected execution's log"),
     ("s", "shell pane (opens in interaction mode)"),
-    ("c", "command pane: prompt prefilled with `ps aux`, ↑/↓ history"),
-    ("t / T", "new tunnel (prefilled 5678; F1.. pick a listening port) / tunnels list"),
+    (
+        "c",
+        "command pane: prompt prefilled with `ps aux`, ↑/↓ history",
+    ),
+    (
+        "t / T",
+        "new tunnel (prefilled 5678; F1.. pick a listening port) / tunnels list",
+    ),
     ("Ctrl-]", "leave interaction mode (Enter or i re-enters)"),
     ("Tab, Alt+arrows", "move focus between the list and panes"),
     ("| / -", "next pane side by side / stacked"),
-    ("z / x", "zoom the focused pane / close it (in T: stop the tunnel)"),
+    (
+        "z / x",
+        "zoom the focused pane / close it (in T: stop the tunnel)",
+    ),
     ("End, F", "follow a log again;  / searches it"),
     ("r", "re-run a command pane's command"),
     ("y", "copy the equivalent ssh command (OSC 52)"),
@@ -403,7 +504,12 @@ fn draw_help(frame: &mut Frame<'_>, _app: &App) {
     frame.render_widget(Clear, area);
     let rows: Vec<Row> = HELP
         .iter()
-        .map(|(k, v)| Row::new(vec![Cell::from(Span::styled(*k, Style::new().fg(Color::Cyan))), Cell::from(*v)]))
+        .map(|(k, v)| {
+            Row::new(vec![
+                Cell::from(Span::styled(*k, Style::new().fg(Color::Cyan))),
+                Cell::from(*v),
+            ])
+        })
         .collect();
     let table = Table::new(rows, [Constraint::Length(17), Constraint::Min(10)]).block(
         Block::bordered()
@@ -417,22 +523,34 @@ fn draw_prompt(frame: &mut Frame<'_>, prompt: &super::app::Prompt) {
     let (title, extra) = match &prompt.kind {
         PromptKind::Filter => (" filter executions ".to_string(), None),
         PromptKind::Search(_) => (" search the log (upwards) ".to_string(), None),
-        PromptKind::Command(_) => (" run a command · ↑/↓ history · Enter runs · Esc cancels ".to_string(), None),
+        PromptKind::Command(_) => (
+            " run a command · ↑/↓ history · Enter runs · Esc cancels ".to_string(),
+            None,
+        ),
         PromptKind::Tunnel { ports, .. } => {
             let choices = if ports.is_empty() {
                 "spec: REMOTE | LOCAL:REMOTE | LOCAL:HOST:REMOTE | :REMOTE".to_string()
             } else {
-                let keys: Vec<String> =
-                    ports.iter().take(9).enumerate().map(|(i, p)| format!("F{} {p}", i + 1)).collect();
+                let keys: Vec<String> = ports
+                    .iter()
+                    .take(9)
+                    .enumerate()
+                    .map(|(i, p)| format!("F{} {p}", i + 1))
+                    .collect();
                 format!("listening: {} · Tab cycles", keys.join("  "))
             };
-            (" new tunnel · Enter opens · Esc cancels ".to_string(), Some(choices))
+            (
+                " new tunnel · Enter opens · Esc cancels ".to_string(),
+                Some(choices),
+            )
         }
     };
     let height = if extra.is_some() { 4 } else { 3 };
     let area = centered(frame.area(), 72, height);
     frame.render_widget(Clear, area);
-    let block = Block::bordered().border_style(Style::new().fg(Color::Yellow)).title(title);
+    let block = Block::bordered()
+        .border_style(Style::new().fg(Color::Yellow))
+        .title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let [input, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
@@ -448,13 +566,23 @@ fn draw_confirm(frame: &mut Frame<'_>, app: &App) {
         .values()
         .filter(|p| matches!(&p.kind, PaneKind::Shell(s) if matches!(s.state, ShellState::Live | ShellState::Connecting)))
         .count();
-    let tunnels = app.tunnels.iter().filter(|t| !matches!(t.state, TunnelState::Failed(_))).count();
+    let tunnels = app
+        .tunnels
+        .iter()
+        .filter(|t| !matches!(t.state, TunnelState::Failed(_)))
+        .count();
     let area = centered(frame.area(), 60, 5);
     frame.render_widget(Clear, area);
     let text = Paragraph::new(vec![
-        Line::from(format!("{shells} shell(s) and {tunnels} tunnel(s) are open.")),
+        Line::from(format!(
+            "{shells} shell(s) and {tunnels} tunnel(s) are open."
+        )),
         Line::from("Quit and close them?  y quits · any other key stays"),
     ])
-    .block(Block::bordered().border_style(Style::new().fg(Color::Yellow)).title(" quit? "));
+    .block(
+        Block::bordered()
+            .border_style(Style::new().fg(Color::Yellow))
+            .title(" quit? "),
+    );
     frame.render_widget(text, area);
 }

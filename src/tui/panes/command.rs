@@ -57,7 +57,10 @@ impl CommandPane {
         self.partial[slot].push_str(&String::from_utf8_lossy(bytes));
         while let Some(pos) = self.partial[slot].find('\n') {
             let line: String = self.partial[slot].drain(..=pos).collect();
-            self.lines.push((stream.clone(), line.trim_end_matches(['\n', '\r']).to_string()));
+            self.lines.push((
+                stream.clone(),
+                line.trim_end_matches(['\n', '\r']).to_string(),
+            ));
         }
         if self.lines.len() > MAX_LINES {
             let extra = self.lines.len() - MAX_LINES;

@@ -117,7 +117,11 @@ mod tests {
     use super::*;
 
     fn ev(m: &str) -> LogEvent {
-        LogEvent { time: String::new(), stream: Stream::Stdout, message: m.into() }
+        LogEvent {
+            time: String::new(),
+            stream: Stream::Stdout,
+            message: m.into(),
+        }
     }
 
     #[test]
@@ -140,9 +144,16 @@ mod tests {
     #[test]
     fn search_jumps_to_matches() {
         let mut p = LogPane::new(100);
-        p.push(&(0..50).map(|i| ev(&format!("line {i}"))).collect::<Vec<_>>());
+        p.push(
+            &(0..50)
+                .map(|i| ev(&format!("line {i}")))
+                .collect::<Vec<_>>(),
+        );
         p.search = Some("line 7".into());
         assert!(p.find_previous(10));
-        assert_eq!(p.visible(1).next().map(|l| l.message.as_str()), Some("line 7"));
+        assert_eq!(
+            p.visible(1).next().map(|l| l.message.as_str()),
+            Some("line 7")
+        );
     }
 }

@@ -56,7 +56,12 @@ impl Pane {
     pub fn title(&self) -> String {
         match &self.kind {
             PaneKind::Tunnels { .. } => " tunnels ".to_string(),
-            PaneKind::Command(c) => format!(" {} · {} · {} ", self.exec_label, self.kind.name(), c.command),
+            PaneKind::Command(c) => format!(
+                " {} · {} · {} ",
+                self.exec_label,
+                self.kind.name(),
+                c.command
+            ),
             kind => format!(" {} · {} ", self.exec_label, kind.name()),
         }
     }

@@ -1,0 +1,188 @@
+//! Client keys: an encrypted key with its passphrase typed on the terminal
+//! (and a clear failure without a terminal), a real `ssh-agent` holding
+//! the key, and a key file readable by others refused.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use common::porthole_cli::{Porthole, SshAgent, Tmux};
+use common::{require_peer, Agent, AgentSpec, KeyKind, KeyPair};
+
+const PASSPHRASE: &str = "correct horse battery";
+
+fn agent_for(key: &KeyPair) -> (Agent, String) {
+    let agent = AgentSpec::new().authorize(key).spawn();
+    let target = format!("root@127.0.0.1:{}", agent.port());
+    (agent, target)
+}
+
+#[test]
+fn an_encrypted_key_asks_for_its_passphrase_on_the_terminal() {
+    let (Some(_), Some(_)) = (require_peer("tmux"), require_peer("ssh-keygen")) else {
+        return;
+    };
+    let p = Porthole::new();
+    let key = KeyPair::generate_with_passphrase(p.scratch(), KeyKind::Ed25519, PASSPHRASE);
+    let (agent, target) = agent_for(&key);
+    let key_path = key.private_path().to_str().expect("utf-8 path");
+    let run = p.shell_line(&[
+        "exec",
+        &target,
+        "-i",
+        key_path,
+        "--fingerprint",
+        agent.fingerprint(),
+        "--",
+        "echo secret-$((6*7))",
+    ]);
+    // A wrong passphrase first, then the right one.
+    let line =
+        format!("{run}; echo \"first exited with $?\"; {run}; echo \"second exited with $?\"");
+    let tmux = Tmux::start(&line);
+    tmux.wait_for(&format!("Passphrase for {key_path}: "));
+    tmux.type_text("not the passphrase");
+    tmux.enter();
+    let pane = tmux.wait_for("first exited with 255");
+    assert!(pane.contains("wrong passphrase"), "{pane}");
+    let pane = poll_prompt(&tmux, 2);
+    assert!(
+        !pane.contains("not the passphrase"),
+        "the passphrase was echoed:\n{pane}"
+    );
+    tmux.type_text(PASSPHRASE);
+    tmux.enter();
+    let pane = tmux.wait_for("second exited with 0");
+    assert!(pane.contains("secret-42"), "{pane}");
+    assert!(
+        !pane.contains(PASSPHRASE),
+        "the passphrase was echoed:\n{pane}"
+    );
+}
+
+/// Waits until the pane shows the passphrase prompt `n` times.
+fn poll_prompt(tmux: &Tmux, n: usize) -> String {
+    common::porthole_cli::poll_until(common::porthole_cli::DEADLINE, || {
+        let pane = tmux.capture();
+        (pane.matches("Passphrase for ").count() >= n).then_some(pane)
+    })
+    .unwrap_or_else(|| panic!("prompt {n} never came:\n{}", tmux.capture()))
+}
+
+#[test]
+fn an_encrypted_key_without_a_terminal_fails_clearly() {
+    if require_peer("ssh-keygen").is_none() {
+        return;
+    }
+    let p = Porthole::new();
+    let key = KeyPair::generate_with_passphrase(p.scratch(), KeyKind::Ed25519, PASSPHRASE);
+    let (agent, target) = agent_for(&key);
+    let key_path = key.private_path().to_str().expect("utf-8 path");
+    let o = p.run(&[
+        "exec",
+        &target,
+        "-i",
+        key_path,
+        "--fingerprint",
+        agent.fingerprint(),
+        "--",
+        "echo ran",
+    ]);
+    assert_eq!(o.code(), 255, "{}", o.describe());
+    assert!(o.stderr.starts_with("porthole: "), "{}", o.describe());
+    assert!(
+        o.stderr
+            .contains(&format!("{key_path} is encrypted and there is no terminal")),
+        "{}",
+        o.describe()
+    );
+    assert!(!o.stdout.contains("ran"));
+}
+
+#[test]
+fn keys_held_by_a_real_ssh_agent_authenticate() {
+    let (Some(_), Some(_), Some(_)) = (
+        require_peer("ssh-agent"),
+        require_peer("ssh-add"),
+        require_peer("ssh-keygen"),
+    ) else {
+        return;
+    };
+    let p = Porthole::new();
+    let key = KeyPair::generate(p.scratch(), KeyKind::Ed25519);
+    let (agent, target) = agent_for(&key);
+    let ssh_agent = SshAgent::start();
+    ssh_agent.add(key.private_path());
+    assert!(
+        ssh_agent.list().contains("SHA256:"),
+        "the agent holds the key"
+    );
+    // Move the key file away: only the agent can sign now.
+    std::fs::remove_file(key.private_path()).expect("remove the key file");
+    let args = [
+        "exec",
+        &target,
+        "--fingerprint",
+        agent.fingerprint(),
+        "--",
+        "echo via-agent",
+    ];
+
+    let o = p.run_with_env(&args, &[("SSH_AUTH_SOCK", &ssh_agent.sock)]);
+    assert_eq!(o.code(), 0, "{}", o.describe());
+    assert_eq!(o.stdout, "via-agent\n");
+
+    // Without the agent there is no key at all.
+    let o = p.run(&args);
+    assert_eq!(o.code(), 255, "{}", o.describe());
+    assert!(
+        o.stderr.contains("accepted none of the keys"),
+        "{}",
+        o.describe()
+    );
+}
+
+#[test]
+fn a_key_readable_by_others_is_refused() {
+    if require_peer("ssh-keygen").is_none() {
+        return;
+    }
+    let p = Porthole::new();
+    let key = KeyPair::generate(p.scratch(), KeyKind::Ed25519);
+    let (agent, target) = agent_for(&key);
+    let key_path = key.private_path().to_str().expect("utf-8 path");
+    let set_mode = |mode| {
+        std::fs::set_permissions(key.private_path(), std::fs::Permissions::from_mode(mode))
+            .expect("chmod");
+    };
+    let args = [
+        "exec",
+        &target,
+        "-i",
+        key_path,
+        "--fingerprint",
+        agent.fingerprint(),
+        "--",
+        "echo ran",
+    ];
+
+    set_mode(0o644);
+    let o = p.run(&args);
+    assert_eq!(o.code(), 255, "{}", o.describe());
+    assert!(o.stderr.starts_with("porthole: "), "{}", o.describe());
+    assert!(
+        o.stderr.contains(&format!("chmod 600 {key_path}")),
+        "{}",
+        o.describe()
+    );
+    assert!(!o.stdout.contains("ran"));
+
+    set_mode(0o600);
+    let o = p.run(&args);
+    assert_eq!(
+        (o.code(), o.stdout.as_str()),
+        (0, "ran\n"),
+        "{}",
+        o.describe()
+    );
+}
