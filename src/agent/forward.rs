@@ -15,6 +15,9 @@ use tokio::net::TcpStream;
 
 use russh::server::ChannelOpenHandle as Reply;
 
+/// Copy buffer per direction: large reads fill whole SSH packets.
+const COPY_BUFFER: usize = 256 * 1024;
+
 /// How long a forward may take to connect to its target.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -188,7 +191,10 @@ pub async fn serve(
     reply.accept().await;
     let _ = tcp.set_nodelay(true);
     let mut stream = channel.into_stream();
-    if let Err(e) = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await {
+    if let Err(e) =
+        tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut tcp, COPY_BUFFER, COPY_BUFFER)
+            .await
+    {
         tracing::debug!("forward to {host}:{port} ended: {e}");
     }
 }

@@ -22,6 +22,8 @@ use super::target::Target;
 pub const DEFAULT_REMOTE_HOST: &str = "localhost";
 /// How long a new local connection waits for a connection that is down.
 pub const WAIT_FOR_CONNECTION: Duration = Duration::from_secs(15);
+/// Copy buffer per direction of a forwarded connection.
+pub const COPY_BUFFER: usize = 256 * 1024;
 /// Reconnect backoff bounds.
 const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -404,7 +406,11 @@ async fn forward(
         up: &tunnel.stats.bytes_up,
         down: &tunnel.stats.bytes_down,
     };
-    let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
+    // Reads as large as an SSH packet's payload: tokio's 8 KiB default
+    // means eight packets (and eight MACs) where one would do.
+    let _ =
+        tokio::io::copy_bidirectional_with_sizes(&mut local, &mut remote, COPY_BUFFER, COPY_BUFFER)
+            .await;
     Ok(())
 }
 

@@ -1,0 +1,526 @@
+//! Durable records and logs of local executions.
+//!
+//! Layout under `data_dir/control/`:
+//! - `token`: the API token (hex, mode 0600), made once and kept;
+//! - `executions/<id>/record.json`: the [`Execution`], replaced atomically
+//!   (temporary file + rename) on every change, so a crash leaves the old
+//!   record or the new one, never half of one;
+//! - `executions/<id>/events.jsonl`: one [`LogEvent`] per line, appended with
+//!   a single write per event as it arrives, so the file keeps the order the
+//!   API serves and a crash loses at most the line being written.
+//!
+//! Everything is also kept in memory for serving. The lock is a plain
+//! mutex held only for in-memory updates and one small write, which keeps
+//! the file order and the memory order identical.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use anyhow::Context as _;
+use rand::RngExt as _;
+
+use crate::source::model::{now_iso, Execution, LogEvent, Status, Stream};
+
+/// Status detail of executions a previous run left unfinished.
+pub const RESTARTED_DETAIL: &str = "control plane restarted while it was running";
+
+/// The token file's name under the control directory.
+pub const TOKEN_FILE: &str = "token";
+
+/// Reads the API token from `dir/token`, creating it (32 random bytes as
+/// hex, mode 0600) the first time.
+pub fn load_or_create_token(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if is_token(text.trim()) => return Ok(text.trim().to_string()),
+        Ok(_) => anyhow::bail!(
+            "{} does not hold a token (64 hex digits); delete it to make a new one",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let bytes: [u8; 32] = rand::rng().random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    // Mode 0600 from the start (not chmod after writing), then an atomic
+    // rename, so the token is never readable by others nor half-written.
+    let tmp = tempfile::Builder::new()
+        .prefix(".token")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    std::fs::write(tmp.path(), format!("{token}\n"))
+        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    // Two control planes starting at once: keep whichever token won.
+    match tmp.persist_noclobber(&path) {
+        Ok(_) => Ok(token),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Ok(text.trim().to_string())
+        }
+        Err(e) => Err(e.error).with_context(|| format!("cannot save {}", path.display())),
+    }
+}
+
+fn is_token(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Writes `contents` to `path` through a temporary file in the same
+/// directory and a rename.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    tmp.write_all(contents)
+        .and_then(|()| tmp.as_file().sync_data())
+        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+/// One execution: its record, its log, and the open log file.
+#[derive(Debug)]
+struct Entry {
+    record: Execution,
+    events: Vec<LogEvent>,
+    log: Option<File>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// id -> entry.
+    entries: HashMap<String, Entry>,
+    /// counter -> id, for ordering and `local:N`.
+    counters: BTreeMap<u64, String>,
+    /// Whether a failed disk write was already reported (once is enough).
+    warned: bool,
+}
+
+/// The executions of the local control plane, on disk and in memory.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+    /// Set when this instance hands over (another may load the same
+    /// directory): from then on nothing is written to disk.
+    closed: AtomicBool,
+}
+
+impl Store {
+    /// Loads every execution under `control_dir/executions/`, creating the
+    /// directory if needed. Executions a previous run left unfinished are
+    /// recorded as `error` ("control plane restarted while it was running").
+    pub fn open(control_dir: &Path) -> anyhow::Result<Store> {
+        let dir = control_dir.join("executions");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut inner = Inner::default();
+        let listing =
+            std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
+        for item in listing {
+            let item = item.with_context(|| format!("cannot list {}", dir.display()))?;
+            let path = item.path();
+            if !path.join("record.json").is_file() {
+                continue;
+            }
+            match load_entry(&path) {
+                Ok(entry) => {
+                    if let Some(other) = inner.counters.get(&entry.record.counter) {
+                        tracing::warn!(
+                            "{}: counter {} is also used by {other}; skipped",
+                            path.display(),
+                            entry.record.counter
+                        );
+                        continue;
+                    }
+                    inner
+                        .counters
+                        .insert(entry.record.counter, entry.record.id.clone());
+                    inner.entries.insert(entry.record.id.clone(), entry);
+                }
+                // One damaged record must not hide all the others.
+                Err(e) => tracing::warn!("skipping {}: {e:#}", path.display()),
+            }
+        }
+        let store = Store {
+            dir,
+            inner: Mutex::new(inner),
+            closed: AtomicBool::new(false),
+        };
+        let unfinished: Vec<String> = store
+            .lock()
+            .entries
+            .values()
+            .filter(|e| !e.record.status().is_finished())
+            .map(|e| e.record.id.clone())
+            .collect();
+        for id in unfinished {
+            store.finish(&id, Status::Error, Some(RESTARTED_DETAIL.to_string()), None);
+        }
+        Ok(store)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn exec_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// Stops all writes to disk: this instance is going away and another
+    /// one may take over the directory.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Records a new execution from `template`, giving it a fresh id and
+    /// the next counter, and returns it.
+    pub fn create(&self, mut template: Execution) -> anyhow::Result<Execution> {
+        let mut inner = self.lock();
+        let id = uuid::Uuid::new_v4().to_string();
+        let counter = inner.counters.keys().next_back().map_or(1, |c| c + 1);
+        template.id = id.clone();
+        template.counter = counter;
+        let dir = self.exec_dir(&id);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let log = open_log(&dir)?;
+        self.save(&template)?;
+        inner.counters.insert(counter, id.clone());
+        inner.entries.insert(
+            id,
+            Entry {
+                record: template.clone(),
+                events: Vec::new(),
+                log: Some(log),
+            },
+        );
+        Ok(template)
+    }
+
+    fn save(&self, record: &Execution) -> anyhow::Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let json = serde_json::to_vec_pretty(record).context("cannot encode the record")?;
+        write_atomically(&self.exec_dir(&record.id).join("record.json"), &json)
+    }
+
+    /// Changes a record (and its `mtime`) and saves it; returns the new
+    /// record, or `None` for an unknown id.
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut Execution)) -> Option<Execution> {
+        let mut inner = self.lock();
+        let entry = inner.entries.get_mut(id)?;
+        change(&mut entry.record);
+        entry.record.mtime = Some(now_iso());
+        let record = entry.record.clone();
+        if let Err(e) = self.save(&record) {
+            warn_once(&mut inner, &e);
+        }
+        Some(record)
+    }
+
+    /// Appends one log event, to memory and to `events.jsonl`.
+    pub fn push_event(&self, id: &str, event: LogEvent) {
+        let closed = self.closed.load(Ordering::SeqCst);
+        let mut inner = self.lock();
+        let Some(entry) = inner.entries.get_mut(id) else {
+            return;
+        };
+        let mut failed = None;
+        if let (Some(log), false) = (entry.log.as_mut(), closed) {
+            match serde_json::to_vec(&event) {
+                Ok(mut line) => {
+                    line.push(b'\n');
+                    // One write per event on an O_APPEND file: lines never
+                    // interleave and each is on disk (in the page cache) as
+                    // soon as it arrives.
+                    if let Err(e) = log.write_all(&line) {
+                        failed = Some(anyhow::Error::new(e).context(format!(
+                            "cannot append to the log of {id}; keeping it in memory only"
+                        )));
+                    }
+                }
+                Err(e) => failed = Some(e.into()),
+            }
+        }
+        entry.events.push(event);
+        if let Some(e) = failed {
+            warn_once(&mut inner, &e);
+        }
+    }
+
+    /// Appends a `status` event with `message`, timestamped now.
+    pub fn push_status(&self, id: &str, message: impl Into<String>) {
+        self.push_event(
+            id,
+            LogEvent {
+                time: now_iso(),
+                stream: Stream::Status,
+                message: message.into(),
+            },
+        );
+    }
+
+    /// Marks an execution finished with `status`, unless it already is
+    /// (a stop racing with the command's own end keeps the first word),
+    /// and records a status event. `duration` defaults to the time since
+    /// the record's creation.
+    pub fn finish(
+        &self,
+        id: &str,
+        status: Status,
+        detail: Option<String>,
+        duration: Option<f64>,
+    ) -> Option<Execution> {
+        let mut done = false;
+        let record = self.update(id, |r| {
+            if r.status().is_finished() {
+                return;
+            }
+            done = true;
+            let end = now_iso();
+            r.duration = duration.or_else(|| seconds_between(r.ctime.as_deref(), &end));
+            r.end_time = Some(end);
+            r.status = status.as_str().to_string();
+            r.status_detail = detail.clone();
+        })?;
+        if done {
+            let message = match &detail {
+                Some(d) => format!("status: {} ({d})", status.as_str()),
+                None => format!("status: {}", status.as_str()),
+            };
+            self.push_status(id, message);
+        }
+        Some(record)
+    }
+
+    /// Finds an execution by id, `local:N`, `local:latest`, or a bare
+    /// counter; returns its id.
+    pub fn resolve(&self, key: &str) -> Option<String> {
+        let inner = self.lock();
+        if inner.entries.contains_key(key) {
+            return Some(key.to_string());
+        }
+        let counter = key.strip_prefix("local:").unwrap_or(key);
+        if counter == "latest" {
+            return inner.counters.values().next_back().cloned();
+        }
+        let n: u64 = counter.parse().ok()?;
+        inner.counters.get(&n).cloned()
+    }
+
+    /// The record of `id`.
+    pub fn get(&self, id: &str) -> Option<Execution> {
+        self.lock().entries.get(id).map(|e| e.record.clone())
+    }
+
+    /// Every record, oldest (lowest counter) first.
+    pub fn list(&self) -> Vec<Execution> {
+        let inner = self.lock();
+        inner
+            .counters
+            .values()
+            .filter_map(|id| inner.entries.get(id))
+            .map(|e| e.record.clone())
+            .collect()
+    }
+
+    /// The last `limit` events of `id` that pass `pick` (all of them when
+    /// `limit` is 0), oldest first, and how many passed in total.
+    pub fn events(
+        &self,
+        id: &str,
+        limit: usize,
+        pick: impl Fn(&LogEvent) -> bool,
+    ) -> Option<(usize, Vec<LogEvent>)> {
+        let inner = self.lock();
+        let entry = inner.entries.get(id)?;
+        let picked: Vec<&LogEvent> = entry.events.iter().filter(|e| pick(e)).collect();
+        let total = picked.len();
+        let skip = if limit == 0 {
+            0
+        } else {
+            total.saturating_sub(limit)
+        };
+        Some((total, picked[skip..].iter().map(|e| (*e).clone()).collect()))
+    }
+}
+
+fn warn_once(inner: &mut Inner, e: &anyhow::Error) {
+    if !inner.warned {
+        inner.warned = true;
+        tracing::warn!("{e:#}");
+        eprintln!("porthole control plane: warning: {e:#}");
+    }
+}
+
+fn open_log(dir: &Path) -> anyhow::Result<File> {
+    let path = dir.join("events.jsonl");
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+fn load_entry(dir: &Path) -> anyhow::Result<Entry> {
+    let path = dir.join("record.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let record: Execution =
+        serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
+    let events_path = dir.join("events.jsonl");
+    let mut events = Vec::new();
+    match std::fs::read(&events_path) {
+        Ok(bytes) => {
+            for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                // A crash mid-write leaves a torn last line: skip it rather
+                // than lose the whole log.
+                match serde_json::from_slice::<LogEvent>(line) {
+                    Ok(event) => events.push(event),
+                    Err(e) => {
+                        tracing::warn!("{}: skipping a damaged line: {e}", events_path.display())
+                    }
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", events_path.display())),
+    }
+    let log = open_log(dir)?;
+    Ok(Entry {
+        record,
+        events,
+        log: Some(log),
+    })
+}
+
+/// Seconds from an ISO time without zone (as [`now_iso`] writes it) to
+/// another.
+fn seconds_between(start: Option<&str>, end: &str) -> Option<f64> {
+    let parse = |t: &str| humantime::parse_rfc3339_weak(t).ok();
+    let (a, b) = (parse(start?)?, parse(end)?);
+    b.duration_since(a).ok().map(|d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template() -> Execution {
+        serde_json::from_value(serde_json::json!({
+            "id": "", "counter": 0, "status": "started", "ctime": now_iso(),
+        }))
+        .expect("a valid record")
+    }
+
+    #[test]
+    fn records_and_logs_survive_a_reload_and_unfinished_ones_become_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("opens");
+        let a = store.create(template()).expect("created");
+        let b = store.create(template()).expect("created");
+        assert_eq!((a.counter, b.counter), (1, 2));
+        store.finish(&a.id, Status::Complete, None, None);
+        for i in 0..50 {
+            store.push_event(
+                &a.id,
+                LogEvent {
+                    time: now_iso(),
+                    stream: Stream::Stdout,
+                    message: format!("line {i}"),
+                },
+            );
+        }
+        drop(store);
+
+        let store = Store::open(dir.path()).expect("reopens");
+        let (total, events) = store.events(&a.id, 0, |_| true).expect("known");
+        assert_eq!(total, 51);
+        let lines: Vec<_> = events
+            .iter()
+            .filter(|e| e.stream == Stream::Stdout)
+            .map(|e| &e.message)
+            .collect();
+        assert_eq!(lines.len(), 50);
+        assert_eq!(lines[49], "line 49");
+        let b = store.get(&b.id).expect("known");
+        assert_eq!(b.status, "error");
+        assert_eq!(b.status_detail.as_deref(), Some(RESTARTED_DETAIL));
+        assert!(b.end_time.is_some());
+        let (_, status) = store
+            .events(&b.id, 0, |e| e.stream == Stream::Status)
+            .expect("known");
+        assert!(
+            status.iter().any(|e| e.message.contains(RESTARTED_DETAIL)),
+            "{status:?}"
+        );
+        let c = store.create(template()).expect("created");
+        assert_eq!(c.counter, 3);
+        assert_eq!(store.resolve("local:latest"), Some(c.id.clone()));
+        assert_eq!(store.resolve("local:1"), Some(a.id.clone()));
+        assert_eq!(store.resolve(&c.id), Some(c.id.clone()));
+        assert_eq!(store.resolve("local:9"), None);
+        assert_eq!(store.resolve("nonsense"), None);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("opens");
+        let a = store.create(template()).expect("created");
+        store.push_status(&a.id, "hello");
+        drop(store);
+        let log = dir
+            .path()
+            .join("executions")
+            .join(&a.id)
+            .join("events.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&log).expect("opens");
+        f.write_all(br#"{"time":"2024-01-01T00:00:00","str"#)
+            .expect("writes");
+        let store = Store::open(dir.path()).expect("reopens");
+        let (_, events) = store.events(&a.id, 0, |_| true).expect("known");
+        assert_eq!(events[0].message, "hello");
+    }
+
+    #[test]
+    fn limits_pick_the_last_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("opens");
+        let a = store.create(template()).expect("created");
+        for i in 0..10 {
+            store.push_status(&a.id, format!("{i}"));
+        }
+        let (total, events) = store.events(&a.id, 3, |_| true).expect("known");
+        assert_eq!(total, 10);
+        let got: Vec<_> = events.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(got, ["7", "8", "9"]);
+    }
+
+    #[test]
+    fn the_token_is_private_and_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = load_or_create_token(dir.path()).expect("made");
+        assert!(is_token(&t), "{t}");
+        let mode = std::fs::metadata(dir.path().join(TOKEN_FILE))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load_or_create_token(dir.path()).expect("read"), t);
+    }
+}
