@@ -396,6 +396,19 @@ fn exit_code(exit: &RemoteExit) -> i32 {
     exit.code()
 }
 
+/// Connects, with errors worded for the console (which has no trust flags).
+async fn connect(target: &Target, opts: &ConnectOptions) -> Result<Session, String> {
+    ssh::connect(target, opts).await.map_err(|e| match e {
+        ssh::SshError::HostKey(crate::ssh::trust::TrustError::Unknown { host, presented }) => {
+            format!(
+            "the host key of {host} ({presented}) is not known and this execution announced none; \
+             check it and record it once with `porthole shell` in a terminal (it asks), then retry"
+        )
+        }
+        other => other.to_string(),
+    })
+}
+
 async fn run_shell(
     pane: PaneId,
     target: Target,
@@ -406,7 +419,7 @@ async fn run_shell(
     tx: mpsc::Sender<Msg>,
 ) {
     let result: Result<i32, String> = async {
-        let session = ssh::connect(&target, &opts).await.map_err(|e| e.to_string())?;
+        let session = connect(&target, &opts).await?;
         let channel = session.handle.channel_open_session().await.map_err(|e| e.to_string())?;
         channel
             .request_pty(true, "xterm-256color", u32::from(cols), u32::from(rows), 0, 0, &[])
@@ -463,9 +476,7 @@ async fn run_command(
     tx: mpsc::Sender<Msg>,
 ) {
     let result: Result<i32, String> = async {
-        let session = ssh::connect(&target, &opts)
-            .await
-            .map_err(|e| e.to_string())?;
+        let session = connect(&target, &opts).await?;
         let channel = session
             .handle
             .channel_open_session()
@@ -542,7 +553,7 @@ async fn run_tunnel(
 }
 
 async fn fetch_ports(exec_id: String, target: Target, opts: ConnectOptions, tx: mpsc::Sender<Msg>) {
-    let Ok(session) = ssh::connect(&target, &opts).await else {
+    let Ok(session) = connect(&target, &opts).await else {
         return;
     };
     let Ok(ports) = listening_ports(&session).await else {

@@ -1,0 +1,129 @@
+//! The headless commands over the local control plane, end to end with
+//! the real binaries: `porthole run`, then `exec`, `list`, `logs`, `stop`
+//! find the execution through the source and pin its announced host key.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn porthole(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_porthole"));
+    cmd.env("PORTHOLE_CONFIG_DIR", dir.join("config"))
+        .env("PORTHOLE_DATA_DIR", dir.join("data"))
+        .env("XDG_CONFIG_HOME", dir.join("xdg"))
+        .env("PORTHOLE_AGENT_BIN", common::agent_bin())
+        .env_remove("VALOHAI_TOKEN")
+        .env_remove("VALOHAI_HOST")
+        .env_remove("VALOHAI_PROJECT")
+        .env_remove("VALOHAI_CONFIG_DIR")
+        .env_remove("SSH_AUTH_SOCK");
+    cmd
+}
+
+/// Stops the background `porthole serve` that `porthole run` started for
+/// this data directory (it is found by its environment).
+struct ServeGuard(std::path::PathBuf);
+
+impl Drop for ServeGuard {
+    fn drop(&mut self) {
+        let needle = format!("PORTHOLE_DATA_DIR={}", self.0.display());
+        for pid in common::pids_matching("serve --listen") {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+                common::signal(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+        }
+    }
+}
+
+#[test]
+fn run_then_exec_finds_the_execution_through_its_log() {
+    let Some(_) = common::require_peer("python3") else {
+        return;
+    };
+    let dir = common::temp_dir();
+    let _serve = ServeGuard(dir.path().join("data"));
+
+    let out = common::run_with_timeout(
+        porthole(dir.path()).args([
+            "run",
+            "--title",
+            "e2e",
+            "--",
+            "python3",
+            "-c",
+            "import time; print('training', flush=True); time.sleep(60)",
+        ]),
+        LIMIT,
+    );
+    assert!(out.status.success(), "{}", common::show(&out));
+    assert!(
+        common::stdout_of(&out).contains("execution #1 started"),
+        "{}",
+        common::show(&out)
+    );
+    assert!(
+        dir.path().join("config/id_ed25519").exists(),
+        "run creates the default key"
+    );
+
+    // The address shows up in the log a moment after the start.
+    let mut listed = String::new();
+    let found = common::wait_until(common::deadline_in(Duration::from_secs(20)), || {
+        let out = common::run_with_timeout(porthole(dir.path()).args(["list", "--json"]), LIMIT);
+        listed = common::stdout_of(&out);
+        listed.contains("\"host_key\": \"SHA256:")
+    });
+    assert!(found, "list shows the announced address and key: {listed}");
+
+    let out = common::run_with_timeout(
+        porthole(dir.path()).args(["exec", "1", "--", "echo", "ok"]),
+        LIMIT,
+    );
+    assert_eq!(common::stdout_of(&out), "ok\n", "{}", common::show(&out));
+    assert_eq!(out.status.code(), Some(0));
+    let out = common::run_with_timeout(
+        porthole(dir.path()).args(["exec", "1", "--", "exit 3"]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", common::show(&out));
+    assert!(
+        !dir.path().join("data/known_hosts").exists(),
+        "the announced key was pinned, nothing was trusted on first use"
+    );
+
+    let out = common::run_with_timeout(porthole(dir.path()).args(["logs", "1"]), LIMIT);
+    assert!(
+        common::stdout_of(&out).contains("training"),
+        "{}",
+        common::show(&out)
+    );
+    assert!(
+        common::stderr_of(&out).contains("::ssh::"),
+        "status events go to stderr: {}",
+        common::show(&out)
+    );
+
+    let out = common::run_with_timeout(porthole(dir.path()).args(["stop", "1"]), LIMIT);
+    assert!(out.status.success(), "{}", common::show(&out));
+    let stopped = common::wait_until(common::deadline_in(Duration::from_secs(20)), || {
+        let out = common::run_with_timeout(porthole(dir.path()).args(["list", "--json"]), LIMIT);
+        common::stdout_of(&out).contains("\"status\": \"stopped\"")
+    });
+    assert!(stopped, "the execution is stopped");
+
+    let out = common::run_with_timeout(
+        porthole(dir.path()).args(["exec", "42", "--", "true"]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        common::stderr_of(&out).contains("not found"),
+        "{}",
+        common::show(&out)
+    );
+}
