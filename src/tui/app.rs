@@ -966,9 +966,21 @@ impl App {
 
     /// Applies a task's report.
     pub fn update(&mut self, msg: Msg) {
+        let was_dirty = self.dirty;
         self.dirty = true;
         match msg {
             Msg::Executions(Ok(list)) => {
+                // A poll that brings nothing new must not cost a redraw:
+                // idle CPU stays near zero with many panes open.
+                let same = self.source_error.is_none()
+                    && list.len() == self.executions.len()
+                    && list.iter().zip(&self.executions).all(|(n, o)| {
+                        n.id == o.exec.id && n.status == o.exec.status && n.title == o.exec.title
+                    });
+                if same {
+                    self.dirty = was_dirty;
+                    return;
+                }
                 self.source_error = None;
                 let selected_id = self.visible().get(self.selected).map(|r| r.exec.id.clone());
                 let old: Vec<ExecRow> = std::mem::take(&mut self.executions);

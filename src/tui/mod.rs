@@ -39,7 +39,7 @@ use runtime::{Context, Runtime};
 pub const DEFAULT_SCROLLBACK: usize = 10_000;
 /// Most task messages applied between two frames, so input stays
 /// responsive while a shell floods output.
-const MAX_MESSAGES_PER_FRAME: usize = 256;
+const MAX_MESSAGES_PER_FRAME: usize = 64;
 
 /// The `[console]` and `[keys]` sections of the config file.
 #[derive(Debug, Default, Deserialize)]
