@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod control;
+pub mod proctree;
 pub mod source;
 pub mod ssh;
 pub mod tui;

@@ -11,7 +11,7 @@
 
 pub mod api;
 pub mod demo;
-pub mod proctree;
+
 pub mod runner;
 pub mod store;
 

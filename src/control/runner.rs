@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::sync::watch;
 
-use super::proctree;
+use crate::proctree;
 use super::store::Store;
 use crate::agent::wrapped::exit_code;
 use crate::announce::STATUS_PREFIX;

@@ -1,6 +1,7 @@
-//! Stopping a local execution's whole process tree.
+//! Stopping a whole process tree: a session's shell and everything it
+//! started (the agent), or a local execution (the control plane).
 //!
-//! The agent runs in a process group of its own, but the command it wraps
+//! For a local execution, the agent runs in a process group of its own, but the command it wraps
 //! runs in yet another group (so that the agent can signal it separately),
 //! and anything the command starts may move to further groups or sessions.
 //! Signalling the agent's group is therefore not enough: the tree is
