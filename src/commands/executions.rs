@@ -128,33 +128,12 @@ pub async fn list(
             "{:>5}  {:<9} {:>6}  {:<22} {}",
             e.counter,
             e.status,
-            age(e),
+            crate::source::model::age(e.ctime.as_deref()),
             ssh,
             e.label()
         )?;
     }
     Ok(0)
-}
-
-/// A compact age: `42s`, `7m`, `3h`, `2d`.
-fn age(e: &Execution) -> String {
-    let Some(t) = e
-        .ctime
-        .as_deref()
-        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-    else {
-        return "-".into();
-    };
-    let secs = SystemTime::now()
-        .duration_since(t)
-        .unwrap_or_default()
-        .as_secs();
-    match secs {
-        0..=59 => format!("{secs}s"),
-        60..=3599 => format!("{}m", secs / 60),
-        3600..=86_399 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
-    }
 }
 
 fn print_event(e: &LogEvent) {

@@ -16,11 +16,11 @@ use anyhow::Context as _;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::sync::watch;
 
-use crate::proctree;
 use super::store::Store;
 use crate::agent::wrapped::exit_code;
 use crate::announce::STATUS_PREFIX;
 use crate::config::Paths;
+use crate::proctree;
 use crate::source::model::{
     now_iso, CreateExecution, Execution, LogEvent, ProjectRef, Status, Stream,
 };

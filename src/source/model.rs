@@ -296,6 +296,24 @@ pub struct CreateExecution {
     pub cwd: Option<String>,
 }
 
+/// A compact age for lists, from an ISO 8601 time: `42s`, `7m`, `3h`,
+/// `2d`, or `-` when the time is missing or unreadable.
+pub fn age(time: Option<&str>) -> String {
+    let Some(t) = time.and_then(|t| humantime::parse_rfc3339_weak(t).ok()) else {
+        return "-".into();
+    };
+    let secs = std::time::SystemTime::now()
+        .duration_since(t)
+        .unwrap_or_default()
+        .as_secs();
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m", secs / 60),
+        3600..=86_399 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
 /// Current time in Valohai's format: ISO 8601, UTC, microseconds, no zone.
 pub fn now_iso() -> String {
     let t = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();

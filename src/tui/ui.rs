@@ -77,22 +77,6 @@ fn status_color(status: &Status) -> Color {
     }
 }
 
-fn age(ctime: Option<&str>) -> String {
-    let Some(t) = ctime.and_then(|t| humantime::parse_rfc3339_weak(t).ok()) else {
-        return "-".into();
-    };
-    let secs = SystemTime::now()
-        .duration_since(t)
-        .unwrap_or_default()
-        .as_secs();
-    match secs {
-        0..=59 => format!("{secs}s"),
-        60..=3599 => format!("{}m", secs / 60),
-        3600..=86_399 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
-    }
-}
-
 fn block(title: String, focused: bool, interacting: bool) -> Block<'static> {
     let color = match (focused, interacting) {
         (true, true) => Color::LightGreen,
@@ -181,7 +165,7 @@ fn list_row<'a>(app: &App, r: &'a ExecRow, focused: bool, selected: bool) -> Row
             r.exec.status.clone(),
             Style::new().fg(status_color(&status)),
         )),
-        Cell::from(age(r.exec.ctime.as_deref())),
+        Cell::from(crate::source::model::age(r.exec.ctime.as_deref())),
         Cell::from(Span::styled(ssh, Style::new().fg(ssh_color))),
         Cell::from(r.exec.label()),
     ])
