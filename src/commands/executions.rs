@@ -1,7 +1,7 @@
 //! `run`, `list`, `logs` and `stop`: executions through the source.
 
 use std::io::Write as _;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -12,7 +12,7 @@ use crate::control;
 use crate::source::follow::{LogFollower, Next};
 use crate::source::model::CreateExecution;
 use crate::source::valohai::ExecutionFilter;
-use crate::source::{Execution, LogEvent, Stream};
+use crate::source::{LogEvent, Stream};
 
 /// How often a followed log is polled.
 const POLL: Duration = Duration::from_secs(1);

@@ -1,7 +1,5 @@
 //! Drawing: every widget draws from the app state and does no I/O.
 
-use std::time::SystemTime;
-
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
