@@ -535,6 +535,8 @@ impl App {
     /// Handles a key press.
     pub fn on_key(&mut self, key: KeyEvent) {
         self.dirty = true;
+        // A message stays until the next key: then it has been read.
+        self.status = None;
         if self.popup.is_some() {
             self.on_popup_key(key);
             return;

@@ -29,7 +29,8 @@ pub struct Areas {
 pub fn areas(size: Rect) -> Areas {
     let [main, status] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(size);
     let [list, panes] = if main.width >= 90 {
-        let w = (main.width * 3 / 10).clamp(30, 56);
+        // Wide enough for every column: `complete`, `connected`, a title.
+        let w = (main.width * 3 / 10).clamp(46, 60);
         Layout::horizontal([Constraint::Length(w), Constraint::Min(1)]).areas(main)
     } else {
         let h = (main.height * 35 / 100).max(5);
@@ -206,10 +207,12 @@ fn draw_pane(
     focused: bool,
     interacting: bool,
 ) {
-    let mut title = pane.title();
-    if interacting {
-        title.push_str("[interacting: Ctrl-] leaves] ");
-    }
+    // First, so that a narrow pane still shows where the keys go.
+    let title = if interacting {
+        format!(" [interacting]{}", pane.title())
+    } else {
+        pane.title()
+    };
     let block = block(title, focused, interacting);
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -290,22 +293,52 @@ fn draw_pane(
         }
         PaneKind::Command(c) => {
             let height = usize::from(inner.height).saturating_sub(1);
+            let width = usize::from(inner.width.max(1));
+            // Long lines wrap, as in a terminal: `ps aux` puts the part
+            // worth reading at the end of the line. Rows are filled from
+            // the bottom (`offset` lines up), so the newest output shows.
             let end = c.lines.len().saturating_sub(c.offset);
-            let start = end.saturating_sub(height);
-            let mut lines: Vec<Line> = c.lines[start..end]
-                .iter()
-                .map(|(stream, text)| {
-                    let style = if *stream == Stream::Stderr {
-                        Style::new().fg(Color::LightRed)
-                    } else {
-                        Style::new()
-                    };
-                    Line::from(Span::styled(
-                        crate::source::scanner::strip_ansi(text),
+            let mut rows: Vec<Line> = Vec::new();
+            for (stream, text) in c.lines[..end].iter().rev() {
+                let style = if *stream == Stream::Stderr {
+                    Style::new().fg(Color::LightRed)
+                } else {
+                    Style::new()
+                };
+                let chars: Vec<char> = crate::source::scanner::strip_ansi(text).chars().collect();
+                let mut pieces: Vec<String> =
+                    chars.chunks(width).map(|c| c.iter().collect()).collect();
+                if pieces.is_empty() {
+                    pieces.push(String::new());
+                }
+                for piece in pieces.into_iter().rev() {
+                    rows.push(Line::from(Span::styled(piece, style)));
+                }
+                if rows.len() >= height {
+                    break;
+                }
+            }
+            rows.truncate(height);
+            rows.reverse();
+            // Scrolled near the top: fill the rest of the pane from below.
+            for (stream, text) in &c.lines[end..] {
+                if rows.len() >= height {
+                    break;
+                }
+                let style = if *stream == Stream::Stderr {
+                    Style::new().fg(Color::LightRed)
+                } else {
+                    Style::new()
+                };
+                let chars: Vec<char> = crate::source::scanner::strip_ansi(text).chars().collect();
+                for piece in chars.chunks(width).take(height - rows.len()) {
+                    rows.push(Line::from(Span::styled(
+                        piece.iter().collect::<String>(),
                         style,
-                    ))
-                })
-                .collect();
+                    )));
+                }
+            }
+            let mut lines = rows;
             let footer = match (&c.error, c.exit, c.elapsed) {
                 (Some(e), _, _) => {
                     Span::styled(format!("failed: {e}"), Style::new().fg(Color::Red))
@@ -349,6 +382,8 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
+/// Each tunnel takes two lines: what it connects and its counters, then
+/// its state in full (a failure names its cause, e.g. the port in use).
 fn draw_tunnels(frame: &mut Frame<'_>, app: &App, area: Rect, selected: usize, focused: bool) {
     if app.tunnels.is_empty() {
         frame.render_widget(
@@ -358,58 +393,56 @@ fn draw_tunnels(frame: &mut Frame<'_>, app: &App, area: Rect, selected: usize, f
         );
         return;
     }
-    let rows: Vec<Row> = app
-        .tunnels
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let (state, color) = match &t.state {
-                TunnelState::Listening => ("listening".to_string(), Color::Yellow),
-                TunnelState::Up => ("up".to_string(), Color::Green),
-                TunnelState::Reconnecting { attempt, .. } => {
-                    (format!("reconnecting ({attempt})"), Color::Yellow)
-                }
-                TunnelState::Failed(e) => (format!("failed: {e}"), Color::Red),
-            };
-            let (conns, up, down) = t.tunnel.as_ref().map_or((0, 0, 0), |t| {
-                (
-                    t.stats.connections.load(Ordering::Relaxed),
-                    t.stats.bytes_up.load(Ordering::Relaxed),
-                    t.stats.bytes_down.load(Ordering::Relaxed),
-                )
-            });
-            let style = if i == selected && focused {
-                Style::new().bg(Color::Blue)
-            } else {
-                Style::new()
-            };
-            Row::new(vec![
-                Cell::from(t.local().map_or_else(|| "-".into(), |a| a.to_string())),
-                Cell::from(t.spec_text()),
-                Cell::from(t.exec_label.clone()),
-                Cell::from(Span::styled(state, Style::new().fg(color))),
-                Cell::from(conns.to_string()),
-                Cell::from(format!("{} / {}", human_bytes(up), human_bytes(down))),
-            ])
-            .style(style)
-        })
-        .collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(16),
-            Constraint::Length(16),
-            Constraint::Length(16),
-            Constraint::Min(10),
-            Constraint::Length(5),
-            Constraint::Length(20),
-        ],
-    )
-    .header(
-        Row::new(["LOCAL", "TARGET", "EXECUTION", "STATE", "CONN", "UP / DOWN"])
-            .style(Style::new().add_modifier(Modifier::BOLD)),
-    );
-    frame.render_widget(table, area);
+    let mut lines = vec![Line::from(Span::styled(
+        format!(
+            "{:<16} {:<16} {:<12} {:>4}  {}",
+            "LOCAL", "TARGET", "EXECUTION", "CONN", "UP / DOWN"
+        ),
+        Style::new().add_modifier(Modifier::BOLD),
+    ))];
+    for (i, t) in app.tunnels.iter().enumerate() {
+        let (state, color) = match &t.state {
+            TunnelState::Listening => ("listening".to_string(), Color::Yellow),
+            TunnelState::Up => ("up".to_string(), Color::Green),
+            TunnelState::Reconnecting { attempt, reason } => (
+                format!("reconnecting (attempt {attempt}): {reason}"),
+                Color::Yellow,
+            ),
+            TunnelState::Failed(e) => (format!("failed: {e}"), Color::Red),
+        };
+        let (conns, up, down) = t.tunnel.as_ref().map_or((0, 0, 0), |t| {
+            (
+                t.stats.connections.load(Ordering::Relaxed),
+                t.stats.bytes_up.load(Ordering::Relaxed),
+                t.stats.bytes_down.load(Ordering::Relaxed),
+            )
+        });
+        let local = t.local().map_or_else(|| "-".into(), |a| a.to_string());
+        let label: String = t.exec_label.chars().take(12).collect();
+        let style = if i == selected && focused {
+            Style::new().bg(Color::Blue)
+        } else {
+            Style::new()
+        };
+        lines.push(Line::from(Span::styled(
+            format!(
+                "{local:<16} {:<16} {label:<12} {conns:>4}  {} / {}",
+                t.spec_text(),
+                human_bytes(up),
+                human_bytes(down)
+            ),
+            style,
+        )));
+        let mut detail = vec![Span::raw("  "), Span::styled(state, Style::new().fg(color))];
+        if let Some(e) = &t.last_error {
+            detail.push(Span::styled(
+                format!(" · last connection: {e}"),
+                Style::new().fg(Color::DarkGray),
+            ));
+        }
+        lines.push(Line::from(detail));
+    }
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
 }
 
 fn hints(app: &App) -> &'static str {

@@ -101,7 +101,12 @@ impl LogPane {
 
     /// The lines visible in a view of `height` rows, oldest first.
     pub fn visible(&self, height: usize) -> impl Iterator<Item = &LogEvent> {
-        let end = self.lines.len().saturating_sub(self.offset);
+        // Scrolled to the top, the view still fills the pane.
+        let end = self
+            .lines
+            .len()
+            .saturating_sub(self.offset)
+            .max(height.min(self.lines.len()));
         let start = end.saturating_sub(height);
         self.lines.range(start..end)
     }

@@ -1,0 +1,959 @@
+//! Headless rendering of the console with ratatui's `TestBackend`: the
+//! app is fed only through its public API (messages from tasks, key
+//! presses) and drawn to a 120x36 buffer, which is compared as text with
+//! insta snapshots. Behaviour that is not about pixels (interaction mode,
+//! quit confirmation, splits, zoom, close, filter, prompts) is checked with
+//! plain assertions on the state and the effects the app asks for.
+//!
+//! Snapshots are deterministic: executions have no creation time (ages
+//! render as `-`), ports are fixed, and the only clock on screen (a command
+//! pane's elapsed time) is masked before comparing.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::backend::TestBackend;
+use ratatui::layout::Rect;
+use ratatui::style::Color;
+use ratatui::Terminal;
+
+use porthole::source::scanner::Endpoint;
+use porthole::source::{Execution, LogEvent, Stream};
+use porthole::ssh::tunnel::{Tunnel, TunnelSpec, TunnelStats};
+use porthole::tui::action::{Effect, Msg};
+use porthole::tui::app::{App, Focus, Popup, PromptKind};
+use porthole::tui::keys::Keymap;
+use porthole::tui::layout::Split;
+use porthole::tui::panes::shell::ShellState;
+use porthole::tui::panes::PaneKind;
+use porthole::tui::ui;
+
+const WIDTH: u16 = 120;
+const HEIGHT: u16 = 36;
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+fn app() -> App {
+    let mut app = App::new(
+        Keymap::default(),
+        1000,
+        "local",
+        "/home/u/.config/porthole/id_ed25519",
+    );
+    app.resize(WIDTH, HEIGHT);
+    app
+}
+
+fn exec(id: &str, counter: u64, status: &str, title: &str) -> Execution {
+    Execution {
+        id: id.into(),
+        counter,
+        status: status.into(),
+        status_detail: None,
+        title: Some(title.into()),
+        step: None,
+        ctime: None,
+        mtime: None,
+        end_time: None,
+        duration: None,
+        url: None,
+        urls: None,
+        project: None,
+        command: None,
+    }
+}
+
+/// Five executions, newest first, one of each status family.
+fn mixed() -> Vec<Execution> {
+    vec![
+        exec("e5", 5, "started", "train resnet50"),
+        exec("e4", 4, "queued", "sweep lr=3e-4"),
+        exec("e3", 3, "complete", "preprocess shards"),
+        exec("e2", 2, "error", "evaluate checkpoint"),
+        exec("e1", 1, "stopped", "baseline"),
+    ]
+}
+
+fn endpoint() -> Endpoint {
+    Endpoint {
+        host: "127.0.0.1".into(),
+        port: 2222,
+        user: None,
+        host_key: Some("SHA256:aGVsbG8gcG9ydGhvbGUgdGVzdHMgYXJlIGZpeGVk".into()),
+    }
+}
+
+/// The app with the mixed list, `e5` announcing its SSH address.
+fn app_with_list() -> App {
+    let mut app = app();
+    app.update(Msg::Executions(Ok(mixed())));
+    app.update(Msg::Endpoint {
+        exec_id: "e5".into(),
+        endpoint: endpoint(),
+    });
+    app
+}
+
+fn press(app: &mut App, code: KeyCode) {
+    app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+}
+
+fn ch(app: &mut App, c: char) {
+    press(app, KeyCode::Char(c));
+}
+
+fn ctrl(app: &mut App, c: char) {
+    app.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        ch(app, c);
+    }
+}
+
+fn ev(stream: Stream, message: &str) -> LogEvent {
+    LogEvent {
+        time: "2024-05-01T12:00:00".into(),
+        stream,
+        message: message.into(),
+    }
+}
+
+fn render(app: &App) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("test terminal");
+    terminal
+        .draw(|f| ui::draw(f, app))
+        .expect("draw never fails on a TestBackend");
+    terminal
+}
+
+/// The screen as text, one row per line, trailing blanks trimmed.
+fn screen(app: &App) -> String {
+    let terminal = render(app);
+    let buffer = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buffer.area.height {
+        let mut row = String::new();
+        for x in 0..buffer.area.width {
+            row.push_str(buffer[(x, y)].symbol());
+        }
+        out.push_str(row.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The foreground colour of the first cell where `needle` starts on screen.
+fn fg_of(app: &App, needle: &str) -> Option<Color> {
+    let terminal = render(app);
+    let buffer = terminal.backend().buffer();
+    for y in 0..buffer.area.height {
+        let cells: Vec<&str> = (0..buffer.area.width)
+            .map(|x| buffer[(x, y)].symbol())
+            .collect();
+        let row: String = cells.concat();
+        if let Some(byte) = row.find(needle) {
+            let x = row[..byte].chars().count() as u16;
+            return Some(buffer[(x, y)].fg);
+        }
+    }
+    None
+}
+
+/// The first screen row holding `needle`.
+fn row_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle))
+}
+
+/// Opens the log of the selected execution (from the list) and returns the
+/// pane id.
+fn open_log(app: &mut App) -> u64 {
+    to_list(app);
+    press(app, KeyCode::Enter);
+    match app.focus {
+        Focus::Pane(id) => id,
+        Focus::List => panic!("Enter on the list did not open a pane"),
+    }
+}
+
+/// Moves focus back to the list with Tab, as a user would.
+fn to_list(app: &mut App) {
+    for _ in 0..=app.panes.len() {
+        if app.focus == Focus::List {
+            return;
+        }
+        press(app, KeyCode::Tab);
+    }
+    assert_eq!(app.focus, Focus::List, "Tab cycles through the list");
+}
+
+fn focused(app: &App) -> u64 {
+    match app.focus {
+        Focus::Pane(id) => id,
+        Focus::List => panic!("the list is focused, a pane was expected"),
+    }
+}
+
+/// Opens a shell on the focused execution; returns its pane id, checking
+/// the effect asked of the runtime.
+fn open_shell(app: &mut App) -> u64 {
+    app.take_effects();
+    ch(app, 's');
+    let pane = focused(app);
+    let effects = app.take_effects();
+    let open: Vec<&Effect> = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::OpenShell { .. }))
+        .collect();
+    assert_eq!(open.len(), 1, "one OpenShell effect: {effects:?}");
+    let Effect::OpenShell {
+        pane: p,
+        exec_id,
+        rows,
+        cols,
+    } = open[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!(*p, pane);
+    assert_eq!(exec_id, "e5");
+    // The shell starts at the size of the pane's inside, not a default.
+    let rect = app
+        .pane_rects()
+        .into_iter()
+        .find(|(id, _)| *id == pane)
+        .map(|(_, r)| r)
+        .expect("the shell pane is laid out");
+    assert_eq!((*rows, *cols), ui::inner_size(rect));
+    pane
+}
+
+/// Masks the elapsed time of a command pane's footer (`· 0.01s ·`).
+fn mask_elapsed(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.find("exit ") {
+            Some(start) => {
+                let rest = &line[start..];
+                let Some(dot) = rest.find(" · ") else {
+                    return line.to_string();
+                };
+                let after = &rest[dot + " · ".len()..];
+                let Some(s_end) = after.find("s ·") else {
+                    return line.to_string();
+                };
+                format!(
+                    "{}{} · N.NNs{}",
+                    &line[..start],
+                    &rest[..dot],
+                    &after[s_end + 1..]
+                )
+            }
+            None => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+// ---------------------------------------------------------------------------
+// Snapshots
+// ---------------------------------------------------------------------------
+
+#[test]
+fn list_with_mixed_statuses() {
+    let app = app_with_list();
+    let text = screen(&app);
+    insta::assert_snapshot!("list_mixed_statuses", text);
+
+    // Colours are not in the text snapshot: check the status colours here.
+    // (Prefixes: at 120 columns the STATUS column is cut to five
+    // characters, see `list_and_tunnels_are_readable_at_120_columns`.)
+    assert_eq!(fg_of(&app, "start"), Some(Color::Green));
+    assert_eq!(fg_of(&app, "queue"), Some(Color::Yellow));
+    assert_eq!(fg_of(&app, "compl"), Some(Color::Blue));
+    assert_eq!(fg_of(&app, "error"), Some(Color::Red));
+    assert_eq!(fg_of(&app, "stopp"), Some(Color::Gray));
+    assert_eq!(fg_of(&app, "ready"), Some(Color::Green));
+    // Newest first, ages unknown, the announced one ready, the others waiting.
+    let lines: Vec<&str> = text.lines().collect();
+    let r5 = row_of(&text, "   5  ").expect("row #5");
+    let r1 = row_of(&text, "   1  ").expect("row #1");
+    assert!(r5 < r1, "newest first");
+    assert!(lines[r5].contains("ready"), "{}", lines[r5]);
+    assert!(lines[r1].contains("waiting"), "{}", lines[r1]);
+}
+
+#[test]
+fn log_pane_before_and_after_the_address_appears() {
+    let mut app = app();
+    app.update(Msg::Executions(Ok(mixed())));
+    let pane = open_log(&mut app);
+    assert!(
+        app.take_effects()
+            .contains(&Effect::FollowLog("e5".to_string())),
+        "Enter asks the runtime to follow the log"
+    );
+    app.update(Msg::Log {
+        exec_id: "e5".into(),
+        events: vec![
+            ev(Stream::Status, "Execution started"),
+            ev(Stream::Stdout, "loading dataset: 50000 images"),
+            ev(Stream::Stderr, "warning: cuda not found, using cpu"),
+            ev(
+                Stream::Stdout,
+                "epoch 1/10 loss=2.4312\nepoch 2/10 loss=1.9870",
+            ),
+        ],
+    });
+    // A log of another execution does not land in this pane.
+    app.update(Msg::Log {
+        exec_id: "e4".into(),
+        events: vec![ev(Stream::Stdout, "NOT THIS ONE")],
+    });
+    let before = screen(&app);
+    insta::assert_snapshot!("log_before_address", before);
+    assert!(!before.contains("NOT THIS ONE"));
+    assert!(!before.contains("SSH ready"));
+    assert!(
+        before.contains("epoch 2/10"),
+        "a message with newlines splits"
+    );
+
+    // `s` before the announcement is refused in words.
+    ch(&mut app, 's');
+    assert!(app.take_effects().is_empty());
+    let (msg, _) = app.status.clone().expect("a status message");
+    assert!(
+        msg.contains("has not announced an SSH address yet"),
+        "{msg}"
+    );
+
+    app.update(Msg::Log {
+        exec_id: "e5".into(),
+        events: vec![ev(
+            Stream::Stdout,
+            "porthole-agent: listening on 127.0.0.1:2222",
+        )],
+    });
+    app.update(Msg::Endpoint {
+        exec_id: "e5".into(),
+        endpoint: endpoint(),
+    });
+    let after = screen(&app);
+    insta::assert_snapshot!("log_after_address", after);
+    assert!(after.contains("SSH ready at 127.0.0.1:2222"), "{after}");
+    assert_eq!(app.focus, Focus::Pane(pane));
+    assert_eq!(
+        fg_of(&app, "warning: cuda"),
+        Some(Color::LightRed),
+        "stderr is told apart"
+    );
+    assert_eq!(
+        fg_of(&app, "Execution started"),
+        Some(Color::Cyan),
+        "status is told apart"
+    );
+}
+
+#[test]
+fn shell_pane() {
+    let mut app = app_with_list();
+    let log = open_log(&mut app);
+    let shell = open_shell(&mut app);
+    assert_ne!(log, shell);
+    assert!(app.interacting, "a shell opens in interaction mode");
+    let before = screen(&app);
+    assert!(before.contains("connecting…"), "{before}");
+
+    app.update(Msg::ShellConnected(shell));
+    app.update(Msg::ShellOutput(
+        shell,
+        Bytes::from_static(b"root@box:~# echo hi\r\nhi\r\n"),
+    ));
+    app.update(Msg::ShellOutput(shell, Bytes::from_static(b"root@box:~# ")));
+    let text = screen(&app);
+    insta::assert_snapshot!("shell_pane", text);
+    assert!(text.contains("[interacting] #5 train resnet50"), "{text}");
+    let list_row = text
+        .lines()
+        .find(|l| l.contains("│   5 "))
+        .expect("the list row");
+    assert!(
+        list_row.contains("connecte"),
+        "a live shell marks the execution connected: {list_row}"
+    );
+
+    // Leaving interaction mode: the cursor is hidden, the title says so.
+    ctrl(&mut app, ']');
+    let left = screen(&app);
+    insta::assert_snapshot!("shell_pane_not_interacting", left);
+    assert!(!left.contains("[interacting"));
+}
+
+#[test]
+fn tunnels_table() {
+    let mut app = app_with_list();
+    app.take_effects();
+    ch(&mut app, 't');
+    press(&mut app, KeyCode::Enter);
+    let effects = app.take_effects();
+    let id = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::OpenTunnel { id, exec_id, spec } => {
+                assert_eq!(exec_id, "e5");
+                assert_eq!(spec, &"5678".parse::<TunnelSpec>().expect("spec"));
+                Some(*id)
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no OpenTunnel in {effects:?}"));
+    assert_eq!(app.tunnels.len(), 1);
+
+    // A second one that fails, so the table shows both states.
+    ch(&mut app, 't');
+    for _ in 0..4 {
+        press(&mut app, KeyCode::Backspace);
+    }
+    type_text(&mut app, "8080:6006");
+    press(&mut app, KeyCode::Enter);
+    let failed = app.tunnels.last().expect("second tunnel").id;
+    assert_ne!(failed, id);
+
+    let spec: TunnelSpec = "5678".parse().expect("spec");
+    let stats = TunnelStats::default();
+    stats.connections.store(2, Ordering::Relaxed);
+    stats.bytes_up.store(512, Ordering::Relaxed);
+    stats
+        .bytes_down
+        .store(3 * 1024 * 1024 / 2, Ordering::Relaxed);
+    let tunnel = Tunnel {
+        spec,
+        local: "127.0.0.1:5678".parse().expect("address"),
+        stats: Arc::new(stats),
+    };
+    app.update(Msg::TunnelUp(id, Arc::new(tunnel)));
+    app.update(Msg::TunnelFailed(
+        failed,
+        "cannot listen on 127.0.0.1:8080: port 8080 is in use".into(),
+    ));
+    // The failure is said in the status bar at once, port named...
+    assert!(
+        screen(&app)
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("port 8080 is in use")),
+        "{}",
+        screen(&app)
+    );
+    // ...and stays in place in the tunnels table.
+    ch(&mut app, 'T');
+    let text = screen(&app);
+    insta::assert_snapshot!("tunnels_table", text);
+    // Two lines per tunnel: connection and counters, then the state.
+    let lines: Vec<&str> = text.lines().collect();
+    let up = lines
+        .iter()
+        .position(|l| l.contains("127.0.0.1:5678"))
+        .expect("the tunnel that is up");
+    assert!(lines[up].contains("localhost:5678"), "{}", lines[up]);
+    assert!(lines[up].contains("512 B / 1.5 MiB"), "{}", lines[up]);
+    assert!(lines[up + 1].contains(" up "), "{}", lines[up + 1]);
+    let failed_row = lines
+        .iter()
+        .position(|l| l.contains("localhost:6006"))
+        .expect("the tunnel that failed");
+    assert!(
+        lines[failed_row + 1].contains("failed: cannot listen on 127.0.0.1:8080"),
+        "{}",
+        lines[failed_row + 1]
+    );
+
+    // `x` in the tunnels pane stops the selected tunnel, not the pane.
+    app.take_effects();
+    let pane = focused(&app);
+    ch(&mut app, 'x');
+    assert_eq!(app.take_effects(), vec![Effect::StopTunnel(id)]);
+    assert_eq!(app.tunnels.len(), 1);
+    assert!(app.panes.contains_key(&pane));
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = app_with_list();
+    ch(&mut app, '?');
+    assert!(matches!(app.popup, Some(Popup::Help)));
+    let text = screen(&app);
+    insta::assert_snapshot!("help_overlay", text);
+    assert!(text.contains("porthole keys"), "{text}");
+    assert!(text.contains("Ctrl-]"), "{text}");
+    // Any key closes it, without acting.
+    ch(&mut app, 'q');
+    assert!(app.popup.is_none());
+    assert!(!app.quit, "the key that closes help does nothing else");
+}
+
+#[test]
+fn error_state() {
+    let mut app = app_with_list();
+    let _log = open_log(&mut app);
+    let shell = open_shell(&mut app);
+    app.update(Msg::ShellFailed(
+        shell,
+        "127.0.0.1:2222 refused the key /home/u/.config/porthole/id_ed25519 (publickey)".into(),
+    ));
+    assert!(!app.interacting, "a failed shell leaves interaction mode");
+    app.update(Msg::Executions(Err(
+        "cannot reach http://127.0.0.1:8740: connection refused".into(),
+    )));
+    app.update(Msg::LogError {
+        exec_id: "e5".into(),
+        error: "HTTP 502 Bad Gateway".into(),
+    });
+    let text = screen(&app);
+    insta::assert_snapshot!("error_state", text);
+    assert!(text.contains("cannot list executions"), "{text}");
+    assert!(text.contains("http://127.0.0.1:8740"), "{text}");
+    assert!(text.contains("cannot open a shell"), "{text}");
+    assert!(text.contains("cannot read the log"), "{text}");
+    assert_eq!(
+        app.status.as_ref().map(|(_, l)| *l),
+        Some(porthole::tui::app::Level::Error)
+    );
+
+    // The list comes back on the next good poll.
+    app.update(Msg::Executions(Ok(mixed())));
+    assert!(app.source_error.is_none());
+    assert!(screen(&app).contains("train resnet50"));
+}
+
+#[test]
+fn command_pane_after_it_ends() {
+    let mut app = app_with_list();
+    ch(&mut app, 'c');
+    press(&mut app, KeyCode::Enter);
+    let pane = focused(&app);
+    app.update(Msg::CommandOutput(
+        pane,
+        Stream::Stdout,
+        Bytes::from_static(
+            b"USER  PID %CPU COMMAND\nroot    1  0.0 porthole-agent\nroot   42 98.0 python3 train.py\n",
+        ),
+    ));
+    app.update(Msg::CommandOutput(
+        pane,
+        Stream::Stderr,
+        Bytes::from_static(b"ps: warning\n"),
+    ));
+    app.update(Msg::CommandDone(pane, 0));
+    let text = mask_elapsed(&screen(&app));
+    insta::assert_snapshot!("command_pane_done", text);
+    assert!(text.contains("exit 0 · N.NNs · r re-runs"), "{text}");
+    assert!(
+        text.contains("#5 train resnet50 · command · ps aux"),
+        "{text}"
+    );
+    assert_eq!(app.command_lines(pane, &Stream::Stdout), 3);
+    assert_eq!(app.command_lines(pane, &Stream::Stderr), 1);
+
+    // `r` re-runs the same command in the same pane.
+    app.take_effects();
+    ch(&mut app, 'r');
+    assert_eq!(
+        app.take_effects(),
+        vec![Effect::RunCommand {
+            pane,
+            exec_id: "e5".into(),
+            command: "ps aux".into()
+        }]
+    );
+    assert_eq!(app.command_lines(pane, &Stream::Stdout), 0);
+}
+
+// ---------------------------------------------------------------------------
+// Behaviour
+// ---------------------------------------------------------------------------
+
+#[test]
+fn ctrl_bracket_leaves_interaction_mode_and_other_keys_go_to_the_shell() {
+    let mut app = app_with_list();
+    let _log = open_log(&mut app);
+    let shell = open_shell(&mut app);
+    app.update(Msg::ShellConnected(shell));
+    assert!(app.interacting);
+
+    // In interaction mode, console keys go to the remote.
+    ch(&mut app, 'q');
+    ctrl(&mut app, 'c');
+    assert!(!app.quit);
+    assert!(app.popup.is_none());
+    assert_eq!(
+        app.take_effects(),
+        vec![
+            Effect::ShellInput(shell, b"q".to_vec()),
+            Effect::ShellInput(shell, vec![3]),
+        ]
+    );
+
+    ctrl(&mut app, ']');
+    assert!(!app.interacting);
+    assert!(
+        app.take_effects().is_empty(),
+        "Ctrl-] is not sent to the remote"
+    );
+    assert_eq!(app.focus, Focus::Pane(shell));
+
+    // Enter (or i) goes back in.
+    press(&mut app, KeyCode::Enter);
+    assert!(app.interacting);
+    ctrl(&mut app, ']');
+    ch(&mut app, 'i');
+    assert!(app.interacting);
+    // Terminals that report Ctrl-] as Ctrl-5 leave too.
+    ctrl(&mut app, '5');
+    assert!(!app.interacting);
+}
+
+#[test]
+fn quit_asks_first_when_a_shell_is_live() {
+    // Nothing open: q quits at once.
+    let mut idle = app_with_list();
+    ch(&mut idle, 'q');
+    assert!(idle.quit);
+
+    let mut app = app_with_list();
+    let _log = open_log(&mut app);
+    let shell = open_shell(&mut app);
+    app.update(Msg::ShellConnected(shell));
+    ctrl(&mut app, ']');
+    ch(&mut app, 'q');
+    assert!(!app.quit, "a live shell makes q ask first");
+    assert!(matches!(app.popup, Some(Popup::ConfirmQuit)));
+    let text = screen(&app);
+    assert!(
+        text.contains("1 shell(s) and 0 tunnel(s) are open"),
+        "{text}"
+    );
+
+    // Any other key stays.
+    ch(&mut app, 'n');
+    assert!(app.popup.is_none());
+    assert!(!app.quit);
+
+    ch(&mut app, 'q');
+    assert!(matches!(app.popup, Some(Popup::ConfirmQuit)));
+    ch(&mut app, 'y');
+    assert!(app.quit);
+}
+
+#[test]
+fn split_keys_choose_where_the_next_pane_goes() {
+    let mut app = app_with_list();
+    assert_eq!(app.next_split, Split::Horizontal);
+    let first = open_log(&mut app);
+
+    // `-`: the next pane goes below.
+    ch(&mut app, '-');
+    assert_eq!(app.next_split, Split::Vertical);
+    to_list(&mut app);
+    ch(&mut app, 'j');
+    let second = open_log(&mut app);
+    let rects = app.pane_rects();
+    let r1 = rects.iter().find(|(id, _)| *id == first).expect("first").1;
+    let r2 = rects
+        .iter()
+        .find(|(id, _)| *id == second)
+        .expect("second")
+        .1;
+    assert_eq!(r1.x, r2.x, "stacked: same column {r1:?} {r2:?}");
+    assert!(r2.y >= r1.y + r1.height, "stacked: below {r1:?} {r2:?}");
+
+    // `|`: the next pane goes beside the last one.
+    ch(&mut app, '|');
+    assert_eq!(app.next_split, Split::Horizontal);
+    to_list(&mut app);
+    ch(&mut app, 'j');
+    let third = open_log(&mut app);
+    let rects = app.pane_rects();
+    let r2 = rects
+        .iter()
+        .find(|(id, _)| *id == second)
+        .expect("second")
+        .1;
+    let r3 = rects.iter().find(|(id, _)| *id == third).expect("third").1;
+    assert_eq!(r2.y, r3.y, "side by side: same row {r2:?} {r3:?}");
+    assert!(r3.x >= r2.x + r2.width, "side by side: right {r2:?} {r3:?}");
+
+    // Titles name the execution and kind of every pane.
+    let text = screen(&app);
+    assert!(text.contains("#5 train resnet50 · log"), "{text}");
+    assert!(text.contains("#4 sweep lr=3e-4 · log"), "{text}");
+    assert!(text.contains("#3 preprocess shards · log"), "{text}");
+    let title_row = |needle: &str| row_of(&text, needle).expect(needle);
+    assert_eq!(
+        title_row("#4 sweep lr=3e-4 · log"),
+        title_row("#3 preprocess shards · log"),
+        "side by side: titles on one row"
+    );
+    assert!(title_row("#5 train resnet50 · log") < title_row("#4 sweep lr=3e-4 · log"));
+}
+
+#[test]
+fn z_zooms_and_x_closes() {
+    let mut app = app_with_list();
+    let log = open_log(&mut app);
+    let shell = open_shell(&mut app);
+    ctrl(&mut app, ']');
+    assert_eq!(app.pane_rects().len(), 2);
+
+    app.take_effects();
+    ch(&mut app, 'z');
+    assert_eq!(app.zoomed, Some(shell));
+    let full = ui::areas(Rect::new(0, 0, WIDTH, HEIGHT)).panes;
+    assert_eq!(app.pane_rects(), vec![(shell, full)]);
+    // The zoomed shell's remote side is told its new size.
+    let (rows, cols) = ui::inner_size(full);
+    assert!(
+        app.take_effects()
+            .contains(&Effect::ShellResize(shell, rows, cols)),
+        "zoom resizes the shell"
+    );
+    assert!(!screen(&app).contains("· log "), "the log pane is hidden");
+
+    ch(&mut app, 'z');
+    assert_eq!(app.zoomed, None);
+    assert_eq!(app.pane_rects().len(), 2);
+
+    app.take_effects();
+    ch(&mut app, 'x');
+    assert!(!app.panes.contains_key(&shell));
+    assert_eq!(app.take_effects(), vec![Effect::ClosePane(shell)]);
+    assert_eq!(app.focus, Focus::Pane(log));
+
+    ch(&mut app, 'x');
+    assert!(app.panes.is_empty());
+    assert_eq!(app.take_effects(), vec![Effect::UnfollowLog("e5".into())]);
+    assert_eq!(app.focus, Focus::List);
+    assert!(screen(&app).contains("Enter  open the selected execution's log"));
+}
+
+#[test]
+fn slash_filters_the_list() {
+    let mut app = app_with_list();
+    assert_eq!(app.visible().len(), 5);
+    ch(&mut app, '/');
+    assert!(matches!(
+        &app.popup,
+        Some(Popup::Prompt(p)) if p.kind == PromptKind::Filter
+    ));
+    type_text(&mut app, "resnet");
+    // The list narrows as the user types.
+    let labels: Vec<String> = app.visible().iter().map(|r| r.label()).collect();
+    assert_eq!(labels, vec!["#5 train resnet50".to_string()]);
+    press(&mut app, KeyCode::Enter);
+    assert!(app.popup.is_none());
+    assert_eq!(app.filter, "resnet");
+    assert_eq!(app.visible().len(), 1);
+    assert!(screen(&app).contains("/resnet"));
+
+    // The filter also matches statuses.
+    ch(&mut app, '/');
+    press(&mut app, KeyCode::Home);
+    for _ in 0.."resnet".len() {
+        press(&mut app, KeyCode::Delete);
+    }
+    type_text(&mut app, "error");
+    press(&mut app, KeyCode::Enter);
+    let labels: Vec<String> = app.visible().iter().map(|r| r.label()).collect();
+    assert_eq!(labels, vec!["#2 evaluate checkpoint".to_string()]);
+
+    // Nothing matches: said in the list.
+    ch(&mut app, '/');
+    type_text(&mut app, "zzz");
+    press(&mut app, KeyCode::Enter);
+    assert!(app.visible().is_empty());
+    assert!(screen(&app).contains("nothing matches the filter"));
+}
+
+#[test]
+fn c_prompt_is_prefilled_with_ps_aux() {
+    let mut app = app_with_list();
+    app.take_effects();
+    ch(&mut app, 'c');
+    match &app.popup {
+        Some(Popup::Prompt(p)) => {
+            assert_eq!(p.text(), "ps aux");
+            assert_eq!(p.kind, PromptKind::Command("e5".into()));
+        }
+        _ => panic!("c opens the command prompt"),
+    }
+    assert!(screen(&app).contains("run a command"));
+    press(&mut app, KeyCode::Enter);
+    let pane = focused(&app);
+    assert_eq!(
+        app.take_effects(),
+        vec![Effect::RunCommand {
+            pane,
+            exec_id: "e5".into(),
+            command: "ps aux".into()
+        }]
+    );
+    assert!(matches!(
+        app.panes.get(&pane).map(|p| &p.kind),
+        Some(PaneKind::Command(_))
+    ));
+
+    // History: ↑ brings back what ran before.
+    ch(&mut app, 'c');
+    for _ in 0.."ps aux".len() {
+        press(&mut app, KeyCode::Backspace);
+    }
+    type_text(&mut app, "nvidia-smi");
+    press(&mut app, KeyCode::Enter);
+    ch(&mut app, 'c');
+    press(&mut app, KeyCode::Up);
+    match &app.popup {
+        Some(Popup::Prompt(p)) => assert_eq!(p.text(), "nvidia-smi"),
+        _ => panic!("prompt"),
+    }
+    press(&mut app, KeyCode::Up);
+    match &app.popup {
+        Some(Popup::Prompt(p)) => assert_eq!(p.text(), "ps aux"),
+        _ => panic!("prompt"),
+    }
+    press(&mut app, KeyCode::Esc);
+    assert!(app.popup.is_none());
+
+    // An execution without an address: refused in words, no prompt.
+    to_list(&mut app);
+    ch(&mut app, 'j');
+    ch(&mut app, 'c');
+    assert!(app.popup.is_none());
+    assert!(app
+        .status
+        .as_ref()
+        .is_some_and(|(m, _)| m.contains("#4 sweep lr=3e-4 has not announced")));
+}
+
+#[test]
+fn t_prompt_is_prefilled_and_offers_listening_ports() {
+    let mut app = app_with_list();
+    app.take_effects();
+    ch(&mut app, 't');
+    match &app.popup {
+        Some(Popup::Prompt(p)) => assert_eq!(p.text(), "5678"),
+        _ => panic!("t opens the tunnel prompt"),
+    }
+    assert_eq!(app.take_effects(), vec![Effect::FetchPorts("e5".into())]);
+
+    // Ports of another execution are ignored.
+    app.update(Msg::AgentPorts {
+        exec_id: "e4".into(),
+        ports: vec![1],
+    });
+    app.update(Msg::AgentPorts {
+        exec_id: "e5".into(),
+        ports: vec![5678, 6006],
+    });
+    let text = screen(&app);
+    assert!(text.contains("F1 5678  F2 6006"), "{text}");
+
+    press(&mut app, KeyCode::F(2));
+    assert!(app.popup.is_none());
+    let effects = app.take_effects();
+    let [Effect::OpenTunnel { exec_id, spec, .. }] = effects.as_slice() else {
+        panic!("one OpenTunnel expected: {effects:?}");
+    };
+    assert_eq!(exec_id, "e5");
+    assert_eq!(spec.remote_port, 6006);
+    assert_eq!(spec.local_port, 6006);
+    assert_eq!(spec.remote_host, "localhost");
+
+    // A bad spec is reported, nothing starts.
+    ch(&mut app, 't');
+    type_text(&mut app, "x");
+    press(&mut app, KeyCode::Enter);
+    assert!(!app
+        .take_effects()
+        .iter()
+        .any(|e| matches!(e, Effect::OpenTunnel { .. })));
+    assert!(app
+        .status
+        .as_ref()
+        .is_some_and(|(m, _)| m.contains("5678x")));
+}
+
+/// At 120 columns the list's STATUS and SSH columns show whole words, and a
+/// failed tunnel names the port in use in the tunnels table.
+#[test]
+fn list_and_tunnels_are_readable_at_120_columns() {
+    let mut app = app_with_list();
+    let _log = open_log(&mut app);
+    let shell = open_shell(&mut app);
+    app.update(Msg::ShellConnected(shell));
+    let text = screen(&app);
+    for word in ["started", "queued", "complete", "stopped", "connected"] {
+        assert!(text.contains(word), "`{word}` is cut:\n{text}");
+    }
+    ctrl(&mut app, ']');
+    ch(&mut app, 't');
+    press(&mut app, KeyCode::Enter);
+    let id = app.tunnels[0].id;
+    app.update(Msg::TunnelFailed(
+        id,
+        "cannot listen on 127.0.0.1:5678: port 5678 is in use".into(),
+    ));
+    app.status = None;
+    ch(&mut app, 'T');
+    ch(&mut app, 'z');
+    let text = screen(&app);
+    // A tunnel's second line states it in full, in place.
+    let lines: Vec<&str> = text.lines().collect();
+    let row = lines
+        .iter()
+        .position(|l| l.contains("localhost:5678"))
+        .expect("tunnel row");
+    assert!(
+        lines[row + 1].contains("port 5678 is in use"),
+        "the port in use is not named in place:\n{text}"
+    );
+}
+
+#[test]
+fn an_execution_that_ends_says_so_and_keeps_its_panes() {
+    let mut app = app_with_list();
+    let log = open_log(&mut app);
+    let shell = open_shell(&mut app);
+    app.update(Msg::ShellConnected(shell));
+    app.update(Msg::ShellOutput(
+        shell,
+        Bytes::from_static(b"still here\r\n"),
+    ));
+    let mut list = mixed();
+    list[0].status = "complete".into();
+    app.update(Msg::Executions(Ok(list)));
+    match app.panes.get(&shell).map(|p| &p.kind) {
+        Some(PaneKind::Shell(s)) => {
+            assert_eq!(
+                s.state,
+                ShellState::Ended("execution #5 ended: complete".into())
+            );
+            assert!(s.text().contains("still here"));
+        }
+        _ => panic!("the shell pane stays"),
+    }
+    match app.panes.get(&log).map(|p| &p.kind) {
+        Some(PaneKind::Log(l)) => {
+            assert_eq!(l.notice.as_deref(), Some("execution #5 ended: complete"))
+        }
+        _ => panic!("the log pane stays"),
+    }
+    let text = screen(&app);
+    assert!(text.contains("execution #5 ended: complete"), "{text}");
+    assert!(text.contains("still here"), "{text}");
+}
