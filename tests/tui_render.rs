@@ -957,3 +957,29 @@ fn an_execution_that_ends_says_so_and_keeps_its_panes() {
     assert!(text.contains("execution #5 ended: complete"), "{text}");
     assert!(text.contains("still here"), "{text}");
 }
+
+#[test]
+fn a_host_key_question_is_asked_in_a_popup_and_answered() {
+    let mut app = app_with_list();
+    let (reply, answer) = std::sync::mpsc::channel();
+    app.update(Msg::Ask(porthole::tui::action::Question {
+        text:
+            "The host key of [10.0.0.5]:2222 is not known yet.\n  SHA256:abc\nTrust it and connect?"
+                .into(),
+        reply,
+    }));
+    let text = screen(&app);
+    assert!(text.contains("host key"), "{text}");
+    assert!(text.contains("SHA256:abc"), "{text}");
+    ch(&mut app, 'y');
+    assert_eq!(answer.recv().ok(), Some(true));
+    assert!(app.popup.is_none());
+
+    let (reply, answer) = std::sync::mpsc::channel();
+    app.update(Msg::Ask(porthole::tui::action::Question {
+        text: "changed?".into(),
+        reply,
+    }));
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(answer.recv().ok(), Some(false), "anything but y refuses");
+}

@@ -15,6 +15,10 @@ use super::identity::{self, AuthError, AuthOptions};
 use super::target::Target;
 use super::trust::{HostTrust, TrustError};
 
+/// Extra time for the key exchange when the user may be asked about the
+/// host key.
+const QUESTION_ALLOWANCE: Duration = Duration::from_secs(300);
+
 /// Keepalive probes: three unanswered ones (30 s) mean the peer is gone.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_MAX: usize = 3;
@@ -238,8 +242,14 @@ pub async fn connect(target: &Target, opts: &ConnectOptions) -> Result<Session, 
         trust: opts.trust.clone(),
         _alive: alive_tx,
     };
+    // A trust question may wait on the user: allow for it (the server's own
+    // login grace time still bounds the wait).
+    let handshake = match &opts.trust {
+        HostTrust::KnownHosts { ask: Some(_), .. } => opts.timeout + QUESTION_ALLOWANCE,
+        _ => opts.timeout,
+    };
     let mut handle = tokio::time::timeout(
-        opts.timeout,
+        handshake,
         client::connect_stream(Arc::new(config()), stream, handler),
     )
     .await

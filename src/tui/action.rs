@@ -12,6 +12,23 @@ use crate::ssh::tunnel::{Tunnel, TunnelEvent, TunnelSpec};
 /// Identifies a tunnel row.
 pub type TunnelId = u64;
 
+/// A yes/no question from a task (a host key to trust), answered by the
+/// user in a popup; dropping it answers "no".
+pub struct Question {
+    /// What to ask.
+    pub text: String,
+    /// Where the answer goes.
+    pub reply: std::sync::mpsc::Sender<bool>,
+}
+
+impl std::fmt::Debug for Question {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Question")
+            .field("text", &self.text)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What background tasks report.
 #[derive(Debug)]
 pub enum Msg {
@@ -58,6 +75,8 @@ pub enum Msg {
     Tunnel(TunnelId, TunnelEvent),
     /// A tunnel could not start.
     TunnelFailed(TunnelId, String),
+    /// A task asks the user (host-key trust).
+    Ask(Question),
     /// Listening ports inside an execution (from the agent's status).
     AgentPorts {
         /// Execution id.

@@ -122,6 +122,8 @@ pub enum Popup {
     Prompt(Box<Prompt>),
     /// "Sessions are open, quit anyway?"
     ConfirmQuit,
+    /// A task's question (trust this host key?).
+    Ask(super::action::Question),
 }
 
 /// A tunnel in the tunnels list.
@@ -816,6 +818,11 @@ impl App {
                     self.quit = true;
                 }
             }
+            Popup::Ask(q) => {
+                let yes = matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y'));
+                // The asking task may have given up waiting: nothing to do then.
+                let _ = q.reply.send(yes);
+            }
             Popup::Prompt(mut prompt) => match key.code {
                 KeyCode::Esc => {}
                 KeyCode::Enter => self.submit(*prompt),
@@ -1089,6 +1096,12 @@ impl App {
                     t.state = TunnelState::Failed(e.clone());
                 }
                 self.error(e);
+            }
+            Msg::Ask(question) => {
+                // A question waiting behind another popup answers "no" when
+                // dropped; the help or a prompt can be reopened, so ask now.
+                self.interacting = false;
+                self.popup = Some(Popup::Ask(question));
             }
             Msg::AgentPorts { exec_id, ports } => {
                 if let Some(Popup::Prompt(prompt)) = self.popup.as_mut() {

@@ -28,6 +28,8 @@ use crate::ssh::{self, ConnectOptions, Session, Target};
 const LIST_POLL: Duration = Duration::from_secs(2);
 /// How often a watched log is polled.
 const LOG_POLL: Duration = Duration::from_secs(1);
+/// How long a host-key question waits for the user.
+const QUESTION_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest wait after errors.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -106,13 +108,13 @@ impl Runtime {
     fn connect_options(&self, endpoint: &Endpoint) -> ConnectOptions {
         let trust = match &endpoint.host_key {
             Some(fp) => HostTrust::Pinned(fp.clone()),
-            // No prompt can be shown from here: an unknown key is refused
-            // with a message saying how to record it.
+            // No announced key (a platform's own sshd): porthole's known
+            // hosts, and a question in the console for a new or changed key.
             None => HostTrust::KnownHosts {
                 path: self.ctx.known_hosts.clone(),
                 accept_new: false,
                 accept_changed: false,
-                ask: None,
+                ask: Some(self.ask()),
             },
         };
         ConnectOptions {
@@ -145,6 +147,22 @@ impl Runtime {
             },
             opts,
         ))
+    }
+
+    /// A trust question asked through the console. It runs on a blocking
+    /// thread (the trust check is synchronous) and waits for the answer.
+    fn ask(&self) -> crate::ssh::trust::Ask {
+        let tx = self.tx.clone();
+        Arc::new(move |text: &str| {
+            let (reply, answer) = std::sync::mpsc::channel();
+            let question = super::action::Question {
+                text: text.to_string(),
+                reply,
+            };
+            tx.blocking_send(Msg::Ask(question)).ok()?;
+            // Unanswered for long, the connection gives up: that is a no.
+            answer.recv_timeout(QUESTION_TIMEOUT).ok()
+        })
     }
 
     /// Performs one effect.

@@ -61,6 +61,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
         Some(Popup::Help) => draw_help(frame, app),
         Some(Popup::Prompt(p)) => draw_prompt(frame, p),
         Some(Popup::ConfirmQuit) => draw_confirm(frame, app),
+        Some(Popup::Ask(q)) => draw_question(frame, &q.text),
         None => {}
     }
 }
@@ -573,6 +574,30 @@ fn draw_prompt(frame: &mut Frame<'_>, prompt: &super::app::Prompt) {
     if let Some(text) = extra {
         frame.render_widget(Paragraph::new(text).fg(Color::DarkGray), rest);
     }
+}
+
+fn draw_question(frame: &mut Frame<'_>, text: &str) {
+    let lines: Vec<Line> = text
+        .lines()
+        .map(|l| Line::from(l.to_string()))
+        .chain([
+            Line::from(""),
+            Line::from(Span::styled(
+                "y trusts and connects · any other key refuses",
+                Style::new().fg(Color::Yellow),
+            )),
+        ])
+        .collect();
+    let area = centered(frame.area(), 96, lines.len() as u16 + 2);
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::bordered()
+                .border_style(Style::new().fg(Color::Yellow))
+                .title(" host key "),
+        ),
+        area,
+    );
 }
 
 fn draw_confirm(frame: &mut Frame<'_>, app: &App) {
