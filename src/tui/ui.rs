@@ -229,11 +229,7 @@ fn draw_pane(
                 height = height.saturating_sub(1);
             }
             for e in l.visible(height) {
-                let style = match e.stream {
-                    Stream::Stderr => Style::new().fg(Color::LightRed),
-                    Stream::Status => Style::new().fg(Color::Cyan).add_modifier(Modifier::ITALIC),
-                    _ => Style::new(),
-                };
+                let style = stream_style(&e.stream);
                 let text = crate::source::scanner::strip_ansi(&e.message);
                 match l
                     .search
@@ -301,11 +297,7 @@ fn draw_pane(
             let end = c.lines.len().saturating_sub(c.offset);
             let mut rows: Vec<Line> = Vec::new();
             for (stream, text) in c.lines[..end].iter().rev() {
-                let style = if *stream == Stream::Stderr {
-                    Style::new().fg(Color::LightRed)
-                } else {
-                    Style::new()
-                };
+                let style = stream_style(stream);
                 let chars: Vec<char> = crate::source::scanner::strip_ansi(text).chars().collect();
                 let mut pieces: Vec<String> =
                     chars.chunks(width).map(|c| c.iter().collect()).collect();
@@ -326,11 +318,7 @@ fn draw_pane(
                 if rows.len() >= height {
                     break;
                 }
-                let style = if *stream == Stream::Stderr {
-                    Style::new().fg(Color::LightRed)
-                } else {
-                    Style::new()
-                };
+                let style = stream_style(stream);
                 let chars: Vec<char> = crate::source::scanner::strip_ansi(text).chars().collect();
                 for piece in chars.chunks(width).take(height - rows.len()) {
                     rows.push(Line::from(Span::styled(
@@ -357,6 +345,15 @@ fn draw_pane(
             frame.render_widget(Paragraph::new(lines), inner);
         }
         PaneKind::Tunnels { selected } => draw_tunnels(frame, app, inner, *selected, focused),
+    }
+}
+
+/// How a line of each stream looks: stderr red, status cyan and italic.
+fn stream_style(stream: &Stream) -> Style {
+    match stream {
+        Stream::Stderr => Style::new().fg(Color::LightRed),
+        Stream::Status => Style::new().fg(Color::Cyan).add_modifier(Modifier::ITALIC),
+        _ => Style::new(),
     }
 }
 
