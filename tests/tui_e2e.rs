@@ -435,3 +435,95 @@ fn screen_row(screen: &str, needle: &str) -> usize {
         .position(|l| l.contains(needle))
         .unwrap_or_else(|| panic!("`{needle}` not on screen:\n{screen}"))
 }
+
+/// SIGTERM and SIGHUP to the console restore the terminal too, and stop
+/// the demo executions of its in-process control plane.
+#[test]
+fn termination_signals_restore_the_terminal() {
+    let Some(tmux) = require_peer("tmux") else {
+        return;
+    };
+    if require_peer("python3").is_none() {
+        return;
+    }
+    let _one_demo = DEMO.lock().unwrap_or_else(|e| e.into_inner());
+    for (name, signal) in [
+        ("TERM", nix::sys::signal::Signal::SIGTERM),
+        ("HUP", nix::sys::signal::Signal::SIGHUP),
+    ] {
+        let deadline = Instant::now() + WAIT;
+        while (accepts(5678) || accepts(6006)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let dir = common::temp_dir();
+        let stty_file = dir.path().join("stty.txt");
+        let argv: Vec<String> = [
+            "env".to_string(),
+            "-u".into(),
+            "VALOHAI_TOKEN".into(),
+            "-u".into(),
+            "SSH_AUTH_SOCK".into(),
+            format!(
+                "PORTHOLE_CONFIG_DIR={}",
+                dir.path().join("config").display()
+            ),
+            format!("PORTHOLE_DATA_DIR={}", dir.path().join("data").display()),
+            format!("XDG_CONFIG_HOME={}", dir.path().join("xdg").display()),
+            "PS1=e2e$ ".into(),
+            "bash".into(),
+            "--norc".into(),
+            "--noprofile".into(),
+            "-i".into(),
+        ]
+        .to_vec();
+        let t = Tmux::start(tmux.clone(), 120, 40, &argv);
+        t.wait_text("e2e$");
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_porthole"));
+        t.text(&format!(
+            "{} --demo; stty -a > {}",
+            sh_quote(&bin),
+            sh_quote(&stty_file)
+        ));
+        t.keys(&["Enter"]);
+        t.wait_text("demo: train");
+
+        // The console is the pane shell's child.
+        let shell: u32 = t.display("#{pane_pid}").trim().parse().expect("pane pid");
+        let console = common::descendants(shell)
+            .into_iter()
+            .find(|p| common::cmdline(*p).is_some_and(|c| c.contains("--demo")))
+            .expect("the console's process");
+        common::signal(console, signal);
+
+        let deadline = Instant::now() + WAIT;
+        while std::fs::metadata(&stty_file).map_or(0, |m| m.len()) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "porthole did not exit on SIG{name}; screen:\n{}",
+                t.capture()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let stty = std::fs::read_to_string(&stty_file).expect("stty output");
+        for flag in ["icanon", "echo", "isig"] {
+            assert!(
+                flag_on(&stty, flag),
+                "`{flag}` is off after SIG{name}:\n{stty}"
+            );
+        }
+        assert_eq!(
+            t.display("#{alternate_on}"),
+            "0",
+            "alternate screen left on after SIG{name}"
+        );
+        // The demo's training run went with the console.
+        let deadline = Instant::now() + WAIT;
+        while accepts(6006) {
+            assert!(
+                Instant::now() < deadline,
+                "the demo outlived the console (SIG{name})"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
