@@ -410,10 +410,6 @@ async fn follow_log(
     }
 }
 
-fn exit_code(exit: &RemoteExit) -> i32 {
-    exit.code()
-}
-
 /// Connects, with errors worded for the console (which has no trust flags).
 async fn connect(target: &Target, opts: &ConnectOptions) -> Result<Session, String> {
     ssh::connect(target, opts).await.map_err(|e| match e {
@@ -476,7 +472,7 @@ async fn run_shell(
             }
         }
         drop(session);
-        Ok(exit_code(&exit))
+        Ok(exit.code())
     }
     .await;
     let msg = match result {
@@ -527,7 +523,7 @@ async fn run_command(
                 _ => {}
             }
         }
-        Ok(exit_code(&exit))
+        Ok(exit.code())
     }
     .await;
     let msg = match result {

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use crate::source::{LogEvent, Stream};
+use crate::source::LogEvent;
 
 /// A log pane's state.
 pub struct LogPane {
@@ -110,16 +110,12 @@ impl LogPane {
         let start = end.saturating_sub(height);
         self.lines.range(start..end)
     }
-
-    /// Counts lines per stream (for tests and the title).
-    pub fn count(&self, stream: &Stream) -> usize {
-        self.lines.iter().filter(|l| &l.stream == stream).count()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::Stream;
 
     fn ev(m: &str) -> LogEvent {
         LogEvent {
