@@ -41,7 +41,7 @@ fn app() -> App {
     let mut app = App::new(
         Keymap::default(),
         1000,
-        "local",
+        &["local".to_string()],
         "/home/u/.config/porthole/id_ed25519",
     );
     app.resize(WIDTH, HEIGHT);
@@ -90,7 +90,7 @@ fn endpoint() -> Endpoint {
 /// The app with the mixed list, `e5` announcing its SSH address.
 fn app_with_list() -> App {
     let mut app = app();
-    app.update(Msg::Executions(Ok(mixed())));
+    app.update(Msg::Executions(0, Ok(mixed())));
     app.update(Msg::Endpoint {
         exec_id: "e5".into(),
         endpoint: endpoint(),
@@ -291,7 +291,7 @@ fn list_with_mixed_statuses() {
 #[test]
 fn log_pane_before_and_after_the_address_appears() {
     let mut app = app();
-    app.update(Msg::Executions(Ok(mixed())));
+    app.update(Msg::Executions(0, Ok(mixed())));
     let pane = open_log(&mut app);
     assert!(
         app.take_effects()
@@ -508,16 +508,17 @@ fn error_state() {
         "127.0.0.1:2222 refused the key /home/u/.config/porthole/id_ed25519 (publickey)".into(),
     ));
     assert!(!app.interacting, "a failed shell leaves interaction mode");
-    app.update(Msg::Executions(Err(
-        "cannot reach http://127.0.0.1:8740: connection refused".into(),
-    )));
+    app.update(Msg::Executions(
+        0,
+        Err("cannot reach http://127.0.0.1:8740: connection refused".into()),
+    ));
     app.update(Msg::LogError {
         exec_id: "e5".into(),
         error: "HTTP 502 Bad Gateway".into(),
     });
     let text = screen(&app);
     insta::assert_snapshot!("error_state", text);
-    assert!(text.contains("cannot list executions"), "{text}");
+    assert!(text.contains("cannot list local executions"), "{text}");
     assert!(text.contains("http://127.0.0.1:8740"), "{text}");
     assert!(text.contains("cannot open a shell"), "{text}");
     assert!(text.contains("cannot read the log"), "{text}");
@@ -527,8 +528,8 @@ fn error_state() {
     );
 
     // The list comes back on the next good poll.
-    app.update(Msg::Executions(Ok(mixed())));
-    assert!(app.source_error.is_none());
+    app.update(Msg::Executions(0, Ok(mixed())));
+    assert!(app.source_errors.is_empty());
     assert!(screen(&app).contains("train resnet50"));
 }
 
@@ -936,7 +937,7 @@ fn an_execution_that_ends_says_so_and_keeps_its_panes() {
     ));
     let mut list = mixed();
     list[0].status = "complete".into();
-    app.update(Msg::Executions(Ok(list)));
+    app.update(Msg::Executions(0, Ok(list)));
     match app.panes.get(&shell).map(|p| &p.kind) {
         Some(PaneKind::Shell(s)) => {
             assert_eq!(
@@ -982,4 +983,38 @@ fn a_host_key_question_is_asked_in_a_popup_and_answered() {
     }));
     press(&mut app, KeyCode::Esc);
     assert_eq!(answer.recv().ok(), Some(false), "anything but y refuses");
+}
+
+#[test]
+fn two_sources_share_the_list_and_one_failing_leaves_the_other() {
+    let mut app = App::new(
+        Keymap::default(),
+        1000,
+        &["valohai".to_string(), "local".to_string()],
+        "/home/u/.config/porthole/id_ed25519",
+    );
+    app.resize(WIDTH, HEIGHT);
+    let mut remote = mixed();
+    remote.truncate(2);
+    let mut local = mixed();
+    local.truncate(1);
+    for e in &mut local {
+        e.id = format!("local-{}", e.id);
+    }
+    app.update(Msg::Executions(1, Ok(local)));
+    app.update(Msg::Executions(0, Ok(remote)));
+    let text = screen(&app);
+    assert!(text.contains("executions · valohai + local"), "{text}");
+    let valohai_row = row_of(&text, "[valohai]").expect("a valohai row");
+    let local_row = row_of(&text, "[local]").expect("a local row");
+    assert!(valohai_row < local_row, "sources in order:\n{text}");
+    assert_eq!(app.visible().len(), 3);
+
+    app.update(Msg::Executions(0, Err("valohai.example: HTTP 503".into())));
+    let text = screen(&app);
+    assert!(text.contains("cannot list valohai executions"), "{text}");
+    assert!(
+        text.contains("[local]"),
+        "the other source stays listed:\n{text}"
+    );
 }

@@ -32,8 +32,9 @@ impl std::fmt::Debug for Question {
 /// What background tasks report.
 #[derive(Debug)]
 pub enum Msg {
-    /// A fresh execution list (or why it could not be had).
-    Executions(Result<Vec<Execution>, String>),
+    /// A fresh execution list of one source (by index), or why it could
+    /// not be had.
+    Executions(usize, Result<Vec<Execution>, String>),
     /// An execution's latest SSH announcement.
     Endpoint {
         /// Execution id.
@@ -134,6 +135,4 @@ pub enum Effect {
     FetchPorts(String),
     /// Put text on the clipboard (OSC 52).
     Copy(String),
-    /// Refresh the list now.
-    Refresh,
 }

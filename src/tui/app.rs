@@ -27,6 +27,8 @@ pub const DEFAULT_TUNNEL: &str = "5678";
 /// An execution in the list.
 #[derive(Debug, Clone)]
 pub struct ExecRow {
+    /// Which source it comes from (index into [`App::sources`]).
+    pub source: usize,
     /// The execution.
     pub exec: Execution,
     /// Its SSH announcement, once seen.
@@ -185,10 +187,10 @@ pub struct App {
     pub popup: Option<Popup>,
     /// The status bar message.
     pub status: Option<(String, Level)>,
-    /// Why the source cannot be read, if it cannot.
-    pub source_error: Option<String>,
-    /// What the list shows (`local control plane`, `Valohai`).
-    pub source_label: String,
+    /// Why a source cannot be read, by source index.
+    pub source_errors: BTreeMap<usize, String>,
+    /// The sources' names (`local`, `Valohai https://...`), in list order.
+    pub sources: Vec<String>,
     /// Every tunnel.
     pub tunnels: Vec<TunnelRow>,
     /// Key bindings.
@@ -211,7 +213,7 @@ pub struct App {
 
 impl App {
     /// An empty console.
-    pub fn new(keymap: Keymap, scrollback: usize, source_label: &str, key_path: &str) -> Self {
+    pub fn new(keymap: Keymap, scrollback: usize, sources: &[String], key_path: &str) -> Self {
         App {
             executions: Vec::new(),
             selected: 0,
@@ -224,8 +226,8 @@ impl App {
             interacting: false,
             popup: None,
             status: None,
-            source_error: None,
-            source_label: source_label.to_string(),
+            source_errors: BTreeMap::new(),
+            sources: sources.to_vec(),
             tunnels: Vec::new(),
             keymap,
             scrollback,
@@ -977,35 +979,48 @@ impl App {
         let was_dirty = self.dirty;
         self.dirty = true;
         match msg {
-            Msg::Executions(Ok(list)) => {
+            Msg::Executions(source, Ok(list)) => {
                 // A poll that brings nothing new must not cost a redraw:
                 // idle CPU stays near zero with many panes open.
-                let same = self.source_error.is_none()
-                    && list.len() == self.executions.len()
-                    && list.iter().zip(&self.executions).all(|(n, o)| {
+                let mine: Vec<&ExecRow> = self
+                    .executions
+                    .iter()
+                    .filter(|r| r.source == source)
+                    .collect();
+                let same = !self.source_errors.contains_key(&source)
+                    && list.len() == mine.len()
+                    && list.iter().zip(&mine).all(|(n, o)| {
                         n.id == o.exec.id && n.status == o.exec.status && n.title == o.exec.title
                     });
                 if same {
                     self.dirty = was_dirty;
                     return;
                 }
-                self.source_error = None;
+                self.source_errors.remove(&source);
                 let selected_id = self.visible().get(self.selected).map(|r| r.exec.id.clone());
-                let old: Vec<ExecRow> = std::mem::take(&mut self.executions);
+                let (old, others): (Vec<ExecRow>, Vec<ExecRow>) =
+                    std::mem::take(&mut self.executions)
+                        .into_iter()
+                        .partition(|r| r.source == source);
+                let mut fresh = Vec::with_capacity(list.len());
                 for exec in list {
-                    let endpoint = old
-                        .iter()
-                        .find(|r| r.exec.id == exec.id)
-                        .and_then(|r| r.endpoint.clone());
-                    let was_running = old
-                        .iter()
-                        .find(|r| r.exec.id == exec.id)
-                        .is_some_and(|r| !r.exec.status().is_finished());
-                    if was_running && exec.status().is_finished() {
+                    let previous = old.iter().find(|r| r.exec.id == exec.id);
+                    let endpoint = previous.and_then(|r| r.endpoint.clone());
+                    if previous.is_some_and(|r| !r.exec.status().is_finished())
+                        && exec.status().is_finished()
+                    {
                         self.execution_ended(&exec);
                     }
-                    self.executions.push(ExecRow { exec, endpoint });
+                    fresh.push(ExecRow {
+                        source,
+                        exec,
+                        endpoint,
+                    });
                 }
+                // Sources in their order, each newest first as it sent them.
+                self.executions = others;
+                self.executions.extend(fresh);
+                self.executions.sort_by_key(|r| r.source);
                 if let Some(id) = selected_id {
                     if let Some(pos) = self.visible().iter().position(|r| r.exec.id == id) {
                         self.selected = pos;
@@ -1013,7 +1028,9 @@ impl App {
                 }
                 self.selected = self.selected.min(self.visible().len().saturating_sub(1));
             }
-            Msg::Executions(Err(e)) => self.source_error = Some(e),
+            Msg::Executions(source, Err(e)) => {
+                self.source_errors.insert(source, e);
+            }
             Msg::Endpoint { exec_id, endpoint } => {
                 let notice = ready_notice(&endpoint);
                 if let Some(row) = self.executions.iter_mut().find(|r| r.exec.id == exec_id) {

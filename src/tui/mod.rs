@@ -121,51 +121,61 @@ impl Drop for TerminalGuard {
 
 /// Where the console's executions come from.
 pub struct Opened {
-    client: ApiClient,
-    label: String,
+    /// API clients with their names, in list order.
+    sources: Vec<(String, ApiClient)>,
     /// An in-process control plane, stopped when the console ends.
     control: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Opens the source: Valohai when configured (and no `--demo`), else the
-/// local control plane (running one, or one inside this process) with the
+/// Opens every configured source: Valohai when credentials are found (and
+/// no `--demo`), plus the local control plane when one is running. With
+/// neither, or with `--demo`, a control plane inside this process with the
 /// demo executions started if none is running.
 pub async fn open_source(paths: &Paths, args: &SourceArgs, demo: bool) -> anyhow::Result<Opened> {
-    if !demo {
-        if let Some(creds) = crate::commands::source::valohai_credentials(args, paths)? {
-            if args.source != Some(crate::commands::source::SourceKind::Local) {
-                let label = format!("Valohai {}", creds.host);
-                return Ok(Opened {
-                    client: ApiClient::new(&creds)?,
-                    label,
-                    control: None,
-                });
-            }
+    use crate::commands::source::{local_client, valohai_credentials, SourceKind};
+    let mut sources = Vec::new();
+    if !demo && args.source != Some(SourceKind::Local) {
+        match valohai_credentials(args, paths)? {
+            Some(creds) => sources.push(("valohai".to_string(), ApiClient::new(&creds)?)),
+            None if args.source == Some(SourceKind::Valohai) => anyhow::bail!(
+                "no Valohai token: set VALOHAI_TOKEN, pass --token, or log in with `vh login`"
+            ),
+            None => {}
         }
     }
-    let (endpoint, task) = match control::discover(paths).await {
+    let running = control::discover(paths).await;
+    if !sources.is_empty() && !demo {
+        if let Some(endpoint) = running.filter(|_| args.source.is_none()) {
+            sources.push(("local".to_string(), local_client(&endpoint)?));
+        }
+        return Ok(Opened {
+            sources,
+            control: None,
+        });
+    }
+    let (endpoint, task) = match running {
         Some(ep) => (ep, None),
         None => {
             let (ep, task) = control::start_in_process(paths).await?;
             (ep, Some(task))
         }
     };
-    let client = crate::commands::source::local_client(&endpoint)?;
+    let client = local_client(&endpoint)?;
     let public = ensure_key(paths)?;
-    let running = client.executions(&Default::default()).await?;
-    let demo_running = running.iter().any(|e| {
+    let existing = client.executions(&Default::default()).await?;
+    let demo_running = existing.iter().any(|e| {
         !e.status().is_finished() && e.title.as_deref().is_some_and(|t| t.starts_with("demo:"))
     });
-    if (demo || running.is_empty()) && !demo_running {
+    if (demo || existing.is_empty()) && !demo_running {
         let dir = control::demo::assets_dir(paths)?;
         for mut create in control::demo::demo_executions(&dir) {
             create.debug_key = Some(public.clone());
             client.create(&create).await?;
         }
     }
+    sources.push(("local".to_string(), client));
     Ok(Opened {
-        client,
-        label: "local".into(),
+        sources,
         control: task,
     })
 }
@@ -190,7 +200,7 @@ pub async fn run(paths: Paths, args: SourceArgs, demo: bool) -> anyhow::Result<(
     // terminal switches to raw mode.
     let opened = open_source(&paths, &args, demo).await?;
     let ctx = Context {
-        client: opened.client.clone(),
+        sources: opened.sources.iter().map(|(_, c)| c.clone()).collect(),
         auth: AuthOptions {
             key_file: None,
             default_key: Some(paths.default_key()),
@@ -211,7 +221,11 @@ pub async fn run(paths: Paths, args: SourceArgs, demo: bool) -> anyhow::Result<(
     let mut app = App::new(
         keymap,
         scrollback,
-        &opened.label,
+        &opened
+            .sources
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect::<Vec<_>>(),
         &paths.default_key().display().to_string(),
     );
     let size = guard.terminal.size()?;

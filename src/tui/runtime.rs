@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use russh::ChannelMsg;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::action::{Effect, Msg, TunnelId};
@@ -36,8 +36,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// What the runtime needs to reach executions.
 #[derive(Clone)]
 pub struct Context {
-    /// The source's API client.
-    pub client: ApiClient,
+    /// The sources' API clients, in list order.
+    pub sources: Vec<ApiClient>,
     /// Keys for SSH.
     pub auth: AuthOptions,
     /// porthole's known-hosts file (for endpoints without an announced key).
@@ -56,8 +56,9 @@ pub struct Runtime {
     tx: mpsc::Sender<Msg>,
     ctx: Arc<Context>,
     endpoints: Arc<Mutex<HashMap<String, Endpoint>>>,
-    refresh: Arc<Notify>,
-    poller: Option<JoinHandle<()>>,
+    /// Which source each execution came from.
+    owners: Arc<Mutex<HashMap<String, usize>>>,
+    pollers: Vec<JoinHandle<()>>,
     logs: HashMap<String, JoinHandle<()>>,
     shells: HashMap<PaneId, (mpsc::UnboundedSender<ShellInput>, JoinHandle<()>)>,
     commands: HashMap<PaneId, JoinHandle<()>>,
@@ -71,8 +72,8 @@ impl Runtime {
             tx,
             ctx: Arc::new(ctx),
             endpoints: Arc::default(),
-            refresh: Arc::new(Notify::new()),
-            poller: None,
+            owners: Arc::default(),
+            pollers: Vec::new(),
             logs: HashMap::new(),
             shells: HashMap::new(),
             commands: HashMap::new(),
@@ -80,22 +81,24 @@ impl Runtime {
         }
     }
 
-    /// Starts the list poller.
+    /// Starts one list poller per source.
     pub fn start(&mut self) {
-        self.poller = Some(tokio::spawn(poll_list(
-            self.ctx.clone(),
-            self.tx.clone(),
-            self.endpoints.clone(),
-            self.refresh.clone(),
-        )));
+        for (index, client) in self.ctx.sources.iter().enumerate() {
+            self.pollers.push(tokio::spawn(poll_list(
+                index,
+                client.clone(),
+                self.tx.clone(),
+                self.endpoints.clone(),
+                self.owners.clone(),
+            )));
+        }
     }
 
     /// Stops everything (sessions and tunnels close with their tasks).
     pub fn shutdown(&mut self) {
         let all = self
-            .poller
-            .take()
-            .into_iter()
+            .pollers
+            .drain(..)
             .chain(self.logs.drain().map(|(_, t)| t))
             .chain(self.shells.drain().map(|(_, (_, t))| t))
             .chain(self.commands.drain().map(|(_, t)| t))
@@ -168,11 +171,17 @@ impl Runtime {
     /// Performs one effect.
     pub fn perform(&mut self, effect: Effect) {
         match effect {
-            Effect::Refresh => self.refresh.notify_one(),
             Effect::FollowLog(exec_id) => {
-                if !self.logs.contains_key(&exec_id) {
+                let owner = self
+                    .owners
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&exec_id)
+                    .copied();
+                let client = owner.and_then(|i| self.ctx.sources.get(i)).cloned();
+                if let (false, Some(client)) = (self.logs.contains_key(&exec_id), client) {
                     let task = tokio::spawn(follow_log(
-                        self.ctx.client.clone(),
+                        client,
                         exec_id.clone(),
                         self.tx.clone(),
                         self.endpoints.clone(),
@@ -271,10 +280,11 @@ impl Runtime {
 }
 
 async fn poll_list(
-    ctx: Arc<Context>,
+    source: usize,
+    client: ApiClient,
     tx: mpsc::Sender<Msg>,
     endpoints: Arc<Mutex<HashMap<String, Endpoint>>>,
-    refresh: Arc<Notify>,
+    owners: Arc<Mutex<HashMap<String, usize>>>,
 ) {
     let mut backoff = LIST_POLL;
     loop {
@@ -282,9 +292,15 @@ async fn poll_list(
             limit: Some(200),
             ..Default::default()
         };
-        match ctx.client.executions(&filter).await {
+        match client.executions(&filter).await {
             Ok(list) => {
                 backoff = LIST_POLL;
+                {
+                    let mut map = owners.lock().unwrap_or_else(PoisonError::into_inner);
+                    for e in &list {
+                        map.insert(e.id.clone(), source);
+                    }
+                }
                 // Announcements of running executions (and of finished ones
                 // not scanned yet: a lingering agent still answers).
                 let mut scans = Vec::new();
@@ -297,11 +313,11 @@ async fn poll_list(
                         scans.push(e.id.clone());
                     }
                 }
-                if tx.send(Msg::Executions(Ok(list))).await.is_err() {
+                if tx.send(Msg::Executions(source, Ok(list))).await.is_err() {
                     return;
                 }
                 for id in scans.into_iter().take(50) {
-                    if let Ok(status) = ctx.client.status_events(&id).await {
+                    if let Ok(status) = client.status_events(&id).await {
                         let mut scanner = Scanner::new();
                         for ev in &status.status_events {
                             scanner.feed(&ev.message);
@@ -314,7 +330,11 @@ async fn poll_list(
             }
             Err(e) => {
                 let retry = e.is_retryable();
-                if tx.send(Msg::Executions(Err(e.to_string()))).await.is_err() {
+                if tx
+                    .send(Msg::Executions(source, Err(e.to_string())))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 backoff = if retry {
@@ -324,10 +344,7 @@ async fn poll_list(
                 };
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = refresh.notified() => {}
-        }
+        tokio::time::sleep(backoff).await;
     }
 }
 

@@ -97,20 +97,43 @@ fn block(title: String, focused: bool, interacting: bool) -> Block<'static> {
 }
 
 fn draw_list(frame: &mut Frame<'_>, app: &App, area: Rect) {
-    let mut title = format!(" executions · {} ", app.source_label);
+    let mut title = format!(" executions · {} ", app.sources.join(" + "));
     if !app.filter.is_empty() {
         title.push_str(&format!("· /{} ", app.filter));
     }
-    let focused = app.focus == Focus::List;
-    let block = block(title, focused, false);
-    if let Some(e) = &app.source_error {
-        let text = Paragraph::new(format!(
-            "cannot list executions:\n{e}\n\nretrying in the background"
-        ))
-        .wrap(Wrap { trim: true })
-        .fg(Color::Red)
-        .block(block);
-        frame.render_widget(text, area);
+    let block = block(title, app.focus == Focus::List, false);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+
+    // A source that cannot be read says so at the top; the other sources'
+    // rows stay below.
+    let errors: Vec<String> = app
+        .source_errors
+        .iter()
+        .map(|(i, e)| {
+            let name = app.sources.get(*i).map_or("source", String::as_str);
+            format!("cannot list {name} executions: {e} (retrying)")
+        })
+        .collect();
+    let rows_area = if errors.is_empty() {
+        inner
+    } else {
+        let height = if app.executions.is_empty() {
+            inner.height
+        } else {
+            (errors.len() as u16 * 3).min(inner.height / 2)
+        };
+        let [top, rest] =
+            Layout::vertical([Constraint::Length(height), Constraint::Min(0)]).areas(inner);
+        frame.render_widget(
+            Paragraph::new(errors.join("\n"))
+                .wrap(Wrap { trim: true })
+                .fg(Color::Red),
+            top,
+        );
+        rest
+    };
+    if app.executions.is_empty() && !errors.is_empty() {
         return;
     }
     let visible = app.visible();
@@ -120,9 +143,10 @@ fn draw_list(frame: &mut Frame<'_>, app: &App, area: Rect) {
         } else {
             "nothing matches the filter"
         };
-        frame.render_widget(Paragraph::new(msg).fg(Color::DarkGray).block(block), area);
+        frame.render_widget(Paragraph::new(msg).fg(Color::DarkGray), rows_area);
         return;
     }
+    let focused = app.focus == Focus::List;
     let rows: Vec<Row> = visible
         .iter()
         .enumerate()
@@ -142,9 +166,8 @@ fn draw_list(frame: &mut Frame<'_>, app: &App, area: Rect) {
         Row::new(["#", "STATUS", "AGE", "SSH", "TITLE"])
             .style(Style::new().add_modifier(Modifier::BOLD)),
     )
-    .column_spacing(1)
-    .block(block);
-    frame.render_widget(table, area);
+    .column_spacing(1);
+    frame.render_widget(table, rows_area);
 }
 
 fn list_row<'a>(app: &App, r: &'a ExecRow, focused: bool, selected: bool) -> Row<'a> {
@@ -167,7 +190,15 @@ fn list_row<'a>(app: &App, r: &'a ExecRow, focused: bool, selected: bool) -> Row
         )),
         Cell::from(crate::source::model::age(r.exec.ctime.as_deref())),
         Cell::from(Span::styled(ssh, Style::new().fg(ssh_color))),
-        Cell::from(r.exec.label()),
+        Cell::from(if app.sources.len() > 1 {
+            format!(
+                "[{}] {}",
+                app.sources.get(r.source).map_or("?", String::as_str),
+                r.exec.label()
+            )
+        } else {
+            r.exec.label()
+        }),
     ])
     .style(style)
 }
