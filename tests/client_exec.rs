@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::porthole_cli::{ssh_fingerprint, Outcome, Porthole};
-use common::{require_peer, AgentSpec, KeyKind, KeyPair, Sshd};
+use common::porthole_cli::{Outcome, Porthole, Server};
 
 /// Runs `porthole exec [extra] TARGET CONNECT... -- COMMAND`.
 fn exec(p: &Porthole, target: &str, connect: &[&str], extra: &[&str], command: &str) -> Outcome {
@@ -82,35 +81,18 @@ fn check_exec(p: &Porthole, target: &str, connect: &[&str]) {
 
 #[test]
 fn exec_against_porthole_agent() {
-    if require_peer("ssh-keygen").is_none() {
-        return;
-    }
     let p = Porthole::new();
-    let key = KeyPair::generate(p.scratch(), KeyKind::Ed25519);
-    let agent = AgentSpec::new().authorize(&key).spawn();
-    let target = format!("root@127.0.0.1:{}", agent.port());
-    let key_path = key.private_path().to_str().expect("utf-8 path");
-    check_exec(
-        &p,
-        &target,
-        &["-i", key_path, "--fingerprint", agent.fingerprint()],
-    );
+    let Some(server) = Server::agent(&p) else {
+        return;
+    };
+    check_exec(&p, &server.target, &server.connect_args());
 }
 
 #[test]
 fn exec_against_openssh_sshd() {
-    let (Some(sshd_bin), Some(_)) = (require_peer("sshd"), require_peer("ssh-keygen")) else {
+    let p = Porthole::new();
+    let Some(server) = Server::sshd(&p) else {
         return;
     };
-    let p = Porthole::new();
-    let key = KeyPair::generate(p.scratch(), KeyKind::Ed25519);
-    let sshd = Sshd::start(&sshd_bin, &[key.public_line()]);
-    let fingerprint = ssh_fingerprint(sshd.host_key().public_path());
-    let target = format!("root@127.0.0.1:{}", sshd.port());
-    let key_path = key.private_path().to_str().expect("utf-8 path");
-    check_exec(
-        &p,
-        &target,
-        &["-i", key_path, "--fingerprint", &fingerprint],
-    );
+    check_exec(&p, &server.target, &server.connect_args());
 }

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::porthole_cli::{poll_until, ssh_fingerprint, Porthole, Tmux, DEADLINE};
-use common::{require_peer, AgentSpec, KeyKind, KeyPair, Sshd};
+use common::porthole_cli::{poll_until, Porthole, Server, Tmux, DEADLINE};
+use common::{require_peer, AgentSpec, KeyKind, KeyPair};
 
 fn check_shell(p: &Porthole, target: &str, connect: &[&str]) {
     let mut args = vec!["shell", target];
@@ -29,41 +29,26 @@ fn check_shell(p: &Porthole, target: &str, connect: &[&str]) {
 
 #[test]
 fn shell_in_terminal_against_porthole_agent() {
-    let (Some(_), Some(_)) = (require_peer("tmux"), require_peer("ssh-keygen")) else {
+    if require_peer("tmux").is_none() {
+        return;
+    }
+    let p = Porthole::new();
+    let Some(server) = Server::agent(&p) else {
         return;
     };
-    let p = Porthole::new();
-    let key = KeyPair::generate(p.scratch(), KeyKind::Ed25519);
-    let agent = AgentSpec::new().authorize(&key).spawn();
-    let target = format!("root@127.0.0.1:{}", agent.port());
-    let key_path = key.private_path().to_str().expect("utf-8 path");
-    check_shell(
-        &p,
-        &target,
-        &["-i", key_path, "--fingerprint", agent.fingerprint()],
-    );
+    check_shell(&p, &server.target, &server.connect_args());
 }
 
 #[test]
 fn shell_in_terminal_against_openssh_sshd() {
-    let (Some(_), Some(sshd_bin), Some(_)) = (
-        require_peer("tmux"),
-        require_peer("sshd"),
-        require_peer("ssh-keygen"),
-    ) else {
+    if require_peer("tmux").is_none() {
+        return;
+    }
+    let p = Porthole::new();
+    let Some(server) = Server::sshd(&p) else {
         return;
     };
-    let p = Porthole::new();
-    let key = KeyPair::generate(p.scratch(), KeyKind::Ed25519);
-    let sshd = Sshd::start(&sshd_bin, &[key.public_line()]);
-    let fingerprint = ssh_fingerprint(sshd.host_key().public_path());
-    let target = format!("root@127.0.0.1:{}", sshd.port());
-    let key_path = key.private_path().to_str().expect("utf-8 path");
-    check_shell(
-        &p,
-        &target,
-        &["-i", key_path, "--fingerprint", &fingerprint],
-    );
+    check_shell(&p, &server.target, &server.connect_args());
 }
 
 #[test]

@@ -9,9 +9,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use common::porthole_cli::{
-    echo_transfer, parallel_echo, ssh_fingerprint, EchoServer, Porthole, TunnelProc,
+    echo_transfer, parallel_echo, EchoServer, Porthole, Server, TunnelProc,
 };
-use common::{require_peer, signal, AgentSpec, KeyKind, KeyPair, Sshd};
+use common::{require_peer, signal, AgentSpec, KeyKind, KeyPair};
 
 const BIG: u64 = 64 * 1024 * 1024;
 const PARALLEL: usize = 20;
@@ -68,37 +68,20 @@ fn check_tunnel(p: &Porthole, target: &str, connect: &[&str]) {
 
 #[test]
 fn tunnel_through_porthole_agent() {
-    if require_peer("ssh-keygen").is_none() {
-        return;
-    }
     let p = Porthole::new();
-    let key = KeyPair::generate(p.scratch(), KeyKind::Ed25519);
-    let agent = AgentSpec::new().authorize(&key).spawn();
-    let target = format!("root@127.0.0.1:{}", agent.port());
-    let key_path = key.private_path().to_str().expect("utf-8 path");
-    check_tunnel(
-        &p,
-        &target,
-        &["-i", key_path, "--fingerprint", agent.fingerprint()],
-    );
+    let Some(server) = Server::agent(&p) else {
+        return;
+    };
+    check_tunnel(&p, &server.target, &server.connect_args());
 }
 
 #[test]
 fn tunnel_through_openssh_sshd() {
-    let (Some(sshd_bin), Some(_)) = (require_peer("sshd"), require_peer("ssh-keygen")) else {
+    let p = Porthole::new();
+    let Some(server) = Server::sshd(&p) else {
         return;
     };
-    let p = Porthole::new();
-    let key = KeyPair::generate(p.scratch(), KeyKind::Ed25519);
-    let sshd = Sshd::start(&sshd_bin, &[key.public_line()]);
-    let fingerprint = ssh_fingerprint(sshd.host_key().public_path());
-    let target = format!("root@127.0.0.1:{}", sshd.port());
-    let key_path = key.private_path().to_str().expect("utf-8 path");
-    check_tunnel(
-        &p,
-        &target,
-        &["-i", key_path, "--fingerprint", &fingerprint],
-    );
+    check_tunnel(&p, &server.target, &server.connect_args());
 }
 
 #[test]

@@ -762,3 +762,51 @@ pub fn ssh_fingerprint(public: &Path) -> String {
         .expect("fingerprint field")
         .to_string()
 }
+
+/// A server a client test connects to: a porthole-agent or an OpenSSH
+/// sshd, each authorizing a fresh key, with the flags porthole needs to
+/// reach it (`-i KEY --fingerprint FP`).
+pub struct Server {
+    /// `root@127.0.0.1:PORT`.
+    pub target: String,
+    key: String,
+    fingerprint: String,
+    _agent: Option<super::Agent>,
+    _sshd: Option<super::Sshd>,
+}
+
+impl Server {
+    /// A porthole-agent; `None` (test skipped) without ssh-keygen.
+    pub fn agent(p: &Porthole) -> Option<Server> {
+        super::require_peer("ssh-keygen")?;
+        let key = super::KeyPair::generate(p.scratch(), super::KeyKind::Ed25519);
+        let agent = super::AgentSpec::new().authorize(&key).spawn();
+        Some(Server {
+            target: format!("root@127.0.0.1:{}", agent.port()),
+            key: key.private_path().display().to_string(),
+            fingerprint: agent.fingerprint().to_string(),
+            _agent: Some(agent),
+            _sshd: None,
+        })
+    }
+
+    /// An OpenSSH sshd; `None` (test skipped) without sshd or ssh-keygen.
+    pub fn sshd(p: &Porthole) -> Option<Server> {
+        let sshd_bin = super::require_peer("sshd")?;
+        super::require_peer("ssh-keygen")?;
+        let key = super::KeyPair::generate(p.scratch(), super::KeyKind::Ed25519);
+        let sshd = super::Sshd::start(&sshd_bin, &[key.public_line()]);
+        Some(Server {
+            target: format!("root@127.0.0.1:{}", sshd.port()),
+            key: key.private_path().display().to_string(),
+            fingerprint: ssh_fingerprint(sshd.host_key().public_path()),
+            _agent: None,
+            _sshd: Some(sshd),
+        })
+    }
+
+    /// `-i KEY --fingerprint FP`.
+    pub fn connect_args(&self) -> [&str; 4] {
+        ["-i", &self.key, "--fingerprint", &self.fingerprint]
+    }
+}
