@@ -1092,3 +1092,15 @@ pub fn echo_roundtrip(port: u16, msg: &[u8], timeout: Duration) -> Option<Vec<u8
     s.read_exact(&mut back).ok()?;
     Some(back)
 }
+
+/// Asserts that `ssh` was refused at authentication: exit 255 and
+/// OpenSSH's `Permission denied`. `context` (the server's output) is shown
+/// on failure.
+pub fn assert_refused(out: &Output, context: &str) {
+    assert_eq!(out.status.code(), Some(255), "{}\n{context}", show(out));
+    assert!(
+        stderr_of(out).contains("Permission denied"),
+        "{}\n{context}",
+        show(out)
+    );
+}
