@@ -160,6 +160,19 @@ fn flag_on(stty: &str, flag: &str) -> bool {
         .any(|w| w.trim_end_matches(';') == flag)
 }
 
+/// The text inside the heavy border of the focused pane, its rows joined
+/// (long lines wrap inside a pane, cutting words between rows).
+fn pane_text(screen: &str) -> String {
+    screen
+        .lines()
+        .filter_map(|l| {
+            let start = l.find('┃')? + '┃'.len_utf8();
+            let end = l.rfind('┃')?;
+            (end > start).then(|| l[start..end].trim_end().to_string())
+        })
+        .collect()
+}
+
 /// Whether one screen row holds all of `needles`.
 fn same_row(screen: &str, needles: &[&str]) -> bool {
     screen
@@ -303,20 +316,19 @@ fn demo_shell_command_tunnel_split_and_quit() {
     t.wait_text("#1 demo: training run · command · ps aux");
     t.wait_text("exit 0 · ");
     t.keys(&["z"]);
-    // The demo's process, scrolling up through the output if needed.
-    let mut seen = false;
-    for _ in 0..40 {
-        let screen = t.capture();
-        if screen.contains("train.py") {
-            seen = true;
-            break;
-        }
-        t.keys(&["PageUp"]);
-    }
+    // ps aux on a busy machine is longer than the pane: `/` finds the
+    // demo's process in the output and brings it into view. Its line wraps,
+    // so the pane's rows are read joined back together.
+    t.keys(&["/"]);
+    t.wait_text("search upwards");
+    t.text("train.py");
+    t.keys(&["Enter"]);
+    let found = t.wait_for("`train.py` in the ps aux output", |s| {
+        pane_text(s).contains("train.py")
+    });
     assert!(
-        seen,
-        "`train.py` not in the ps aux output:\n{}",
-        t.capture()
+        !found.contains("not found in the output"),
+        "the search failed:\n{found}"
     );
 
     // `t`: replace the prefilled 5678 with LOCAL:6006, then fetch through

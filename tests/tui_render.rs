@@ -576,6 +576,71 @@ fn command_pane_after_it_ends() {
     assert_eq!(app.command_lines(pane, &Stream::Stdout), 0);
 }
 
+#[test]
+fn command_output_longer_than_the_pane_pages_without_gaps_and_searches() {
+    let mut app = app_with_list();
+    ch(&mut app, 'c');
+    press(&mut app, KeyCode::Enter);
+    let pane = focused(&app);
+    // 300 processes; every fifth has a command line that wraps, as on a
+    // busy machine. One of them is the run's own.
+    let mut out = String::from("USER PID COMMAND\n");
+    for pid in 1..=300 {
+        let cmd = if pid == 77 {
+            format!("python3 -u /tmp/a/long/path/{}/train.py", "x".repeat(150))
+        } else if pid % 5 == 0 {
+            format!("worker --flag {}", "y".repeat(200))
+        } else {
+            format!("[kworker/{pid}]")
+        };
+        out.push_str(&format!("root {pid:5} {cmd}\n"));
+    }
+    app.update(Msg::CommandOutput(pane, Stream::Stdout, Bytes::from(out)));
+    app.update(Msg::CommandDone(pane, 0));
+    let text = screen(&app);
+    assert!(text.contains("root   300"), "the end shows first:\n{text}");
+
+    // PageUp to the top shows every pid once on the way, none skipped.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        let text = screen(&app);
+        for pid in 1..=300 {
+            if text.contains(&format!("root {pid:5} ")) {
+                seen.insert(pid);
+            }
+        }
+        if text.contains("USER PID COMMAND") {
+            break;
+        }
+        press(&mut app, KeyCode::PageUp);
+    }
+    assert_eq!(
+        seen.len(),
+        300,
+        "missing: {:?}",
+        (1..=300).filter(|p| !seen.contains(p)).collect::<Vec<_>>()
+    );
+    assert!(screen(&app).contains("rows below; End or F follows"));
+
+    // End follows again; `/` finds the run's process and shows it.
+    press(&mut app, KeyCode::End);
+    assert!(!screen(&app).contains("rows below"));
+    ch(&mut app, '/');
+    type_text(&mut app, "train.py");
+    press(&mut app, KeyCode::Enter);
+    let text = screen(&app);
+    assert!(text.contains("root    77 python3"), "{text}");
+    // An empty search repeats the last one: the next match up, wrapping.
+    ch(&mut app, '/');
+    press(&mut app, KeyCode::Enter);
+    assert!(screen(&app).contains("root    77 python3"));
+    assert!(!screen(&app).contains("not found"));
+    ch(&mut app, '/');
+    type_text(&mut app, "no-such-process");
+    press(&mut app, KeyCode::Enter);
+    assert!(screen(&app).contains("not found in the output"));
+}
+
 // ---------------------------------------------------------------------------
 // Behaviour
 // ---------------------------------------------------------------------------

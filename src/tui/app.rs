@@ -72,7 +72,7 @@ pub enum Focus {
 pub enum PromptKind {
     /// Filter the list.
     Filter,
-    /// Search a log pane.
+    /// Search a log or command pane.
     Search(PaneId),
     /// A command to run.
     Command(String),
@@ -374,6 +374,21 @@ impl App {
             Some(z) => vec![(z, areas.panes)],
             None => self.tiling.rects(areas.panes),
         }
+    }
+
+    /// The output area (width, height) of a command pane: its inside less
+    /// the footer row.
+    fn command_view(&self, id: PaneId) -> (usize, usize) {
+        self.pane_rects()
+            .iter()
+            .find(|(p, _)| *p == id)
+            .map_or((80, 10), |(_, r)| {
+                let (rows, cols) = ui::inner_size(*r);
+                (
+                    usize::from(cols),
+                    usize::from(rows.saturating_sub(1)).max(1),
+                )
+            })
     }
 
     /// Matches shell screens to their pane sizes, telling the remote side.
@@ -694,7 +709,10 @@ impl App {
             },
             KeyAction::Filter => match self.focus {
                 Focus::Pane(id)
-                    if matches!(self.panes.get(&id).map(|p| &p.kind), Some(PaneKind::Log(_))) =>
+                    if matches!(
+                        self.panes.get(&id).map(|p| &p.kind),
+                        Some(PaneKind::Log(_) | PaneKind::Command(_))
+                    ) =>
                 {
                     self.popup = Some(Popup::Prompt(Box::new(Prompt::new(
                         PromptKind::Search(id),
@@ -717,15 +735,11 @@ impl App {
                     self.quit = true;
                 }
             }
-            KeyAction::Follow => {
-                if let Some(Pane {
-                    kind: PaneKind::Log(l),
-                    ..
-                }) = self.focused_pane()
-                {
-                    l.resume();
-                }
-            }
+            KeyAction::Follow => match self.focused_pane().map(|p| &mut p.kind) {
+                Some(PaneKind::Log(l)) => l.resume(),
+                Some(PaneKind::Command(c)) => c.resume(),
+                _ => {}
+            },
             KeyAction::Rerun => {
                 let Focus::Pane(id) = self.focus else { return };
                 if let Some(Pane {
@@ -778,6 +792,7 @@ impl App {
             }
             Focus::Pane(id) => {
                 let tunnels = self.tunnels.len();
+                let (width, height) = self.command_view(id);
                 let Some(pane) = self.panes.get_mut(&id) else {
                     return;
                 };
@@ -791,11 +806,11 @@ impl App {
                     }
                     PaneKind::Shell(s) => s.scroll(if up { n as isize } else { -(n as isize) }),
                     PaneKind::Command(c) => {
-                        c.offset = if up {
-                            (c.offset + n).min(c.lines.len().saturating_sub(1))
-                        } else {
-                            c.offset.saturating_sub(n)
-                        };
+                        // A page is the pane's own height here, not the
+                        // screen's: wrapped rows make lines uneven.
+                        let rows = if n > 1 { height } else { n };
+                        let rows = isize::try_from(rows).unwrap_or(isize::MAX);
+                        c.scroll(if up { -rows } else { rows }, width, height);
                     }
                     PaneKind::Tunnels { selected } => {
                         *selected = if up {
@@ -891,15 +906,31 @@ impl App {
                     .iter()
                     .find(|(p, _)| *p == id)
                     .map_or(10, |(_, r)| usize::from(ui::inner_size(*r).0));
-                if let Some(Pane {
-                    kind: PaneKind::Log(l),
-                    ..
-                }) = self.panes.get_mut(&id)
-                {
-                    l.search = Some(text.clone());
-                    if !l.find_previous(height) {
-                        self.error(format!("`{text}` not found above"));
+                let (width, rows) = self.command_view(id);
+                match self.panes.get_mut(&id).map(|p| &mut p.kind) {
+                    Some(kind) if text.is_empty() => {
+                        // An empty search repeats the last one, as in less.
+                        let last = match kind {
+                            PaneKind::Log(l) => l.search.clone(),
+                            PaneKind::Command(c) => c.search.clone(),
+                            _ => None,
+                        };
+                        if let Some(last) = last {
+                            self.submit(Prompt::new(PromptKind::Search(id), &last));
+                        }
                     }
+                    Some(PaneKind::Log(l)) => {
+                        l.search = Some(text.clone());
+                        if !l.find_previous(height) {
+                            self.error(format!("`{text}` not found above"));
+                        }
+                    }
+                    Some(PaneKind::Command(c)) => {
+                        if !c.find(&text, width, rows) {
+                            self.error(format!("`{text}` not found in the output"));
+                        }
+                    }
+                    _ => {}
                 }
             }
             PromptKind::Command(exec_id) => self.run_command(exec_id, text),
@@ -1176,7 +1207,7 @@ impl App {
     /// Counts output lines of a command pane per stream (tests).
     pub fn command_lines(&self, id: PaneId, stream: &Stream) -> usize {
         match self.panes.get(&id).map(|p| &p.kind) {
-            Some(PaneKind::Command(c)) => c.lines.iter().filter(|(s, _)| s == stream).count(),
+            Some(PaneKind::Command(c)) => c.lines.iter().filter(|l| &l.stream == stream).count(),
             _ => 0,
         }
     }

@@ -322,42 +322,18 @@ fn draw_pane(
         PaneKind::Command(c) => {
             let height = usize::from(inner.height).saturating_sub(1);
             let width = usize::from(inner.width.max(1));
-            // Long lines wrap, as in a terminal: `ps aux` puts the part
-            // worth reading at the end of the line. Rows are filled from
-            // the bottom (`offset` lines up), so the newest output shows.
-            let end = c.lines.len().saturating_sub(c.offset);
-            let mut rows: Vec<Line> = Vec::new();
-            for (stream, text) in c.lines[..end].iter().rev() {
-                let style = stream_style(stream);
-                let chars: Vec<char> = crate::source::scanner::strip_ansi(text).chars().collect();
-                let mut pieces: Vec<String> =
-                    chars.chunks(width).map(|c| c.iter().collect()).collect();
-                if pieces.is_empty() {
-                    pieces.push(String::new());
-                }
-                for piece in pieces.into_iter().rev() {
-                    rows.push(Line::from(Span::styled(piece, style)));
-                }
-                if rows.len() >= height {
-                    break;
-                }
-            }
-            rows.truncate(height);
-            rows.reverse();
-            // Scrolled near the top: fill the rest of the pane from below.
-            for (stream, text) in &c.lines[end..] {
-                if rows.len() >= height {
-                    break;
-                }
-                let style = stream_style(stream);
-                let chars: Vec<char> = crate::source::scanner::strip_ansi(text).chars().collect();
-                for piece in chars.chunks(width).take(height - rows.len()) {
-                    rows.push(Line::from(Span::styled(
-                        piece.iter().collect::<String>(),
-                        style,
-                    )));
-                }
-            }
+            let term = c.search.as_deref().filter(|t| !t.is_empty());
+            let rows: Vec<Line> = c
+                .view(width, height)
+                .into_iter()
+                .map(|row| {
+                    let style = stream_style(&c.lines[row.line].stream);
+                    match term.filter(|t| row.text.contains(*t)) {
+                        Some(t) => highlight(row.text, t, style),
+                        None => Line::from(Span::styled(row.text.to_string(), style)),
+                    }
+                })
+                .collect();
             let mut lines = rows;
             let footer = match (&c.error, c.exit, c.elapsed) {
                 (Some(e), _, _) => {
@@ -372,6 +348,14 @@ fn draw_pane(
                     Style::new().fg(Color::Yellow),
                 ),
             };
+            let mut footer = vec![footer];
+            let below = c.rows_below(width, height);
+            if c.top.is_some() && below > 0 {
+                footer.push(Span::styled(
+                    format!(" · {below} rows below; End or F follows"),
+                    Style::new().fg(Color::Yellow),
+                ));
+            }
             lines.push(Line::from(footer));
             frame.render_widget(Paragraph::new(lines), inner);
         }
@@ -483,7 +467,7 @@ fn hints(app: &App) -> &'static str {
         Focus::Pane(id) => match app.panes.get(&id).map(|p| &p.kind) {
             Some(PaneKind::Log(_)) => "j/k scroll · End/F follow · / search · s shell · c command · z zoom · x close · Tab focus · ? help",
             Some(PaneKind::Shell(_)) => "Enter/i interact · j/k history · z zoom · x close · Tab focus · ? help",
-            Some(PaneKind::Command(_)) => "r re-run · j/k scroll · z zoom · x close · Tab focus · ? help",
+            Some(PaneKind::Command(_)) => "r re-run · j/k scroll · / search · End follows · z zoom · x close · Tab focus · ? help",
             Some(PaneKind::Tunnels { .. }) => "j/k select · x stop tunnel · t new tunnel · Tab focus · ? help",
             None => "? help",
         },
@@ -536,7 +520,10 @@ const HELP: &[(&str, &str)] = &[
         "z / x",
         "zoom the focused pane / close it (in T: stop the tunnel)",
     ),
-    ("End, F", "follow a log again;  / searches it"),
+    (
+        "End, F",
+        "follow a log or command output again;  / searches it",
+    ),
     ("r", "re-run a command pane's command"),
     ("y", "copy the equivalent ssh command (OSC 52)"),
     ("/", "filter executions"),
@@ -566,7 +553,7 @@ fn draw_help(frame: &mut Frame<'_>, _app: &App) {
 fn draw_prompt(frame: &mut Frame<'_>, prompt: &super::app::Prompt) {
     let (title, extra) = match &prompt.kind {
         PromptKind::Filter => (" filter executions ".to_string(), None),
-        PromptKind::Search(_) => (" search the log (upwards) ".to_string(), None),
+        PromptKind::Search(_) => (" search upwards (empty: again) ".to_string(), None),
         PromptKind::Command(_) => (
             " run a command · ↑/↓ history · Enter runs · Esc cancels ".to_string(),
             None,
