@@ -926,7 +926,8 @@ impl App {
                         }
                     }
                     Some(PaneKind::Command(c)) => {
-                        if !c.find(&text, width, rows) {
+                        let found = c.find(&text, width, rows);
+                        if !found {
                             self.error(format!("`{text}` not found in the output"));
                         }
                     }
