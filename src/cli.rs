@@ -20,6 +20,10 @@ pub struct Cli {
     /// Open the console on the local control plane with the demo executions.
     #[arg(long)]
     pub demo: bool,
+    /// The console's key: only this one is offered (asked for its
+    /// passphrase before the console opens, if it has one).
+    #[arg(short = 'i', long = "identity", value_name = "KEY")]
+    pub identity: Option<PathBuf>,
     /// Where the console's executions come from.
     #[command(flatten)]
     pub source: SourceArgs,

@@ -21,7 +21,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(command) => runtime.block_on(commands::run(command)),
-        None => runtime.block_on(console(cli.source, cli.demo)).map(|()| 0),
+        None => runtime
+            .block_on(console(cli.source, cli.demo, cli.identity))
+            .map(|()| 0),
     };
     runtime.shutdown_background();
     match result {
@@ -35,7 +37,11 @@ fn main() -> ExitCode {
 
 /// The console, with its own log in the data directory: nothing may write
 /// to the screen while the TUI owns it.
-async fn console(source: porthole::cli::SourceArgs, demo: bool) -> anyhow::Result<()> {
+async fn console(
+    source: porthole::cli::SourceArgs,
+    demo: bool,
+    identity: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     let paths = porthole::config::Paths::discover()?;
     std::fs::create_dir_all(&paths.data_dir)?;
     let log = std::fs::OpenOptions::new()
@@ -50,5 +56,5 @@ async fn console(source: porthole::cli::SourceArgs, demo: bool) -> anyhow::Resul
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
-    porthole::tui::run(paths, source, demo).await
+    porthole::tui::run(paths, source, demo, identity).await
 }

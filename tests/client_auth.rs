@@ -1,6 +1,7 @@
 //! Client keys: an encrypted key with its passphrase typed on the terminal
 //! (and a clear failure without a terminal), a real `ssh-agent` holding
-//! the key, and a key file readable by others refused.
+//! the key, a key file readable by others refused, and OpenSSH's default
+//! identities in `~/.ssh` offered as `ssh` offers them.
 
 mod common;
 
@@ -185,4 +186,49 @@ fn a_key_readable_by_others_is_refused() {
         "{}",
         o.describe()
     );
+}
+
+#[test]
+fn openssh_default_identities_are_offered_as_ssh_does() {
+    if require_peer("ssh-keygen").is_none() {
+        return;
+    }
+    let p = Porthole::new();
+    let ssh_dir = p.home.join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).expect("~/.ssh");
+    std::fs::set_permissions(&ssh_dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    // The user's everyday ECDSA key, the one the agent accepts, and an
+    // encrypted ed25519 key it does not know, tried first and skipped.
+    let everyday = KeyPair::generate(p.scratch(), KeyKind::Ecdsa);
+    std::fs::rename(everyday.private_path(), ssh_dir.join("id_ecdsa")).expect("move key");
+    let locked = KeyPair::generate_with_passphrase(p.scratch(), KeyKind::Ed25519, PASSPHRASE);
+    std::fs::rename(locked.private_path(), ssh_dir.join("id_ed25519")).expect("move key");
+    let (agent, target) = agent_for(&everyday);
+    let args = [
+        "exec",
+        &target,
+        "--fingerprint",
+        agent.fingerprint(),
+        "--",
+        "echo via-dot-ssh",
+    ];
+
+    let o = p.run(&args);
+    assert_eq!(o.code(), 0, "{}", o.describe());
+    assert_eq!(o.stdout, "via-dot-ssh\n");
+    assert!(
+        !p.default_key().exists(),
+        "no porthole key was made or needed"
+    );
+
+    // Without the accepted key, the error names the skipped one and why.
+    std::fs::remove_file(ssh_dir.join("id_ecdsa")).expect("remove key");
+    let o = p.run(&args);
+    assert_eq!(o.code(), 255, "{}", o.describe());
+    let skipped = format!(
+        "{} skipped: encrypted and no terminal to ask",
+        ssh_dir.join("id_ed25519").display()
+    );
+    assert!(o.stderr.contains(&skipped), "{}", o.describe());
+    assert!(!o.stdout.contains("via-dot-ssh"));
 }

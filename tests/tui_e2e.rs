@@ -23,6 +23,8 @@ use common::{free_port, port_accepts as accepts, require_peer};
 
 /// Longest single wait.
 const WAIT: Duration = Duration::from_secs(30);
+/// The passphrase of the encrypted porthole key the console starts with.
+const PASSPHRASE: &str = "e2e correct horse";
 /// The whole scenario's bound.
 const SCENARIO: Duration = Duration::from_secs(180);
 /// Demo scenarios bind fixed ports: one at a time.
@@ -188,6 +190,9 @@ fn demo_shell_command_tunnel_split_and_quit() {
     if require_peer("python3").is_none() {
         return;
     }
+    let Some(keygen) = require_peer("ssh-keygen") else {
+        return;
+    };
     let _one_demo = DEMO.lock().unwrap_or_else(|e| e.into_inner());
 
     // The demo binds 5678 and 6006 here: another demo (another test run)
@@ -212,6 +217,15 @@ fn demo_shell_command_tunnel_split_and_quit() {
     }
     let stty_file = dir.path().join("stty.txt");
 
+    // porthole's key, encrypted: the console asks for its passphrase on the
+    // plain terminal before it opens, and every session it opens uses it.
+    let keygen = std::process::Command::new(&keygen)
+        .args(["-q", "-t", "ed25519", "-N", PASSPHRASE, "-C", "e2e", "-f"])
+        .arg(config.join("id_ed25519"))
+        .status()
+        .expect("run ssh-keygen");
+    assert!(keygen.success(), "ssh-keygen failed");
+
     // A plain interactive shell in the pane, with porthole's directories in
     // the temp dir and no Valohai credentials or SSH agent from outside.
     let argv: Vec<String> = [
@@ -229,6 +243,7 @@ fn demo_shell_command_tunnel_split_and_quit() {
         &format!("PORTHOLE_CONFIG_DIR={}", config.display()),
         &format!("PORTHOLE_DATA_DIR={}", data.display()),
         &format!("XDG_CONFIG_HOME={}", xdg.display()),
+        &format!("HOME={}", xdg.display()),
         "PS1=e2e$ ",
         "bash",
         "--norc",
@@ -249,6 +264,9 @@ fn demo_shell_command_tunnel_split_and_quit() {
         sh_quote(&bin),
         sh_quote(&stty_file)
     ));
+    t.keys(&["Enter"]);
+    t.wait_text("Passphrase for ");
+    t.text(PASSPHRASE);
     t.keys(&["Enter"]);
 
     // The list: newest first, the training run last, ready once announced.
@@ -424,6 +442,10 @@ fn demo_shell_command_tunnel_split_and_quit() {
         "the console's screen is left over:\n{screen}"
     );
     assert!(screen.contains("--demo; stty -a"), "{screen}");
+    assert!(
+        screen.contains("Passphrase for ") && !screen.contains(PASSPHRASE),
+        "the passphrase prompt is left on the main screen, without the passphrase:\n{screen}"
+    );
     // Typing shows up (echo) and runs on Enter (canonical mode).
     t.text("echo cooked-$((40+2))");
     t.keys(&["Enter"]);

@@ -134,9 +134,10 @@ async fn prepare(
     let auth = AuthOptions {
         key_file: args.identity.clone(),
         default_key: Some(paths.default_key()),
+        openssh_keys: AuthOptions::openssh_defaults(),
         use_agent: true,
         ask_passphrase: Some(prompt::terminal_secret()),
-        loaded: None,
+        ..AuthOptions::default()
     };
     Ok((
         target,

@@ -1,9 +1,10 @@
 //! Which keys prove who we are: `-i KEY`, an ssh-agent, porthole's default
 //! key. Private keys are only read, never logged or copied.
 
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use russh::client::{Handle, Handler};
 use russh::keys::agent::client::AgentClient;
@@ -13,29 +14,70 @@ use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
 /// Asks for a secret without echo (`None` when no terminal can be asked).
 pub type AskSecret = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
-/// Where keys come from.
+/// Where keys come from, in the order they are offered: `-i KEY` alone;
+/// else the ssh-agent's keys, porthole's default key, then OpenSSH's
+/// default identities.
 #[derive(Clone, Default)]
 pub struct AuthOptions {
     /// `-i KEY`: only this key is offered.
     pub key_file: Option<PathBuf>,
     /// porthole's default key (offered when present and no `-i`).
     pub default_key: Option<PathBuf>,
+    /// OpenSSH's default identities (`~/.ssh/id_ed25519` and friends),
+    /// offered last, as `ssh` does. One that cannot be used (encrypted with
+    /// no one to ask, too open, unreadable) is skipped, and the error says
+    /// why.
+    pub openssh_keys: Vec<PathBuf>,
     /// Whether to use the agent at `SSH_AUTH_SOCK` (when no `-i`).
     pub use_agent: bool,
     /// Who to ask for passphrases.
     pub ask_passphrase: Option<AskSecret>,
-    /// The `-i` key once read (see [`AuthOptions::preload`]).
-    pub loaded: Option<Arc<PrivateKey>>,
+    /// Keys already read, shared by every clone of these options, so a
+    /// passphrase is asked once per run and reconnects never ask again.
+    /// Held in memory only.
+    pub(crate) loaded: Arc<Mutex<HashMap<PathBuf, Arc<PrivateKey>>>>,
 }
 
 impl AuthOptions {
-    /// Reads the `-i` key now, asking for its passphrase once, and keeps it
-    /// in memory (never on disk) so reconnects do not ask again.
+    /// OpenSSH's default identity files that exist in `~/.ssh`.
+    pub fn openssh_defaults() -> Vec<PathBuf> {
+        let Some(dirs) = directories::BaseDirs::new() else {
+            return Vec::new();
+        };
+        let ssh = dirs.home_dir().join(".ssh");
+        ["id_ed25519", "id_ecdsa", "id_rsa"]
+            .iter()
+            .map(|name| ssh.join(name))
+            .filter(|p| p.is_file())
+            .collect()
+    }
+
+    /// Reads the key this run will need now, asking for its passphrase
+    /// before anything else happens (and before a console takes over the
+    /// terminal): the `-i` key, else porthole's default key if it exists.
     pub fn preload(&mut self) -> Result<(), AuthError> {
-        if let (Some(path), None) = (&self.key_file, &self.loaded) {
-            self.loaded = Some(Arc::new(load_key_file(path, self.ask_passphrase.as_ref())?));
+        let path = match (&self.key_file, &self.default_key) {
+            (Some(p), _) => p.clone(),
+            (None, Some(p)) if p.exists() => p.clone(),
+            _ => return Ok(()),
+        };
+        self.key(&path).map(|_| ())
+    }
+
+    /// The key in `path`, read once.
+    fn key(&self, path: &Path) -> Result<Arc<PrivateKey>, AuthError> {
+        if let Some(key) = self.cache().get(path) {
+            return Ok(key.clone());
         }
-        Ok(())
+        let key = Arc::new(load_key_file(path, self.ask_passphrase.as_ref())?);
+        self.cache().insert(path.to_path_buf(), key.clone());
+        Ok(key)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Arc<PrivateKey>>> {
+        // A panic elsewhere cannot leave a half-written map behind: insert
+        // is the only change.
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -44,6 +86,7 @@ impl std::fmt::Debug for AuthOptions {
         f.debug_struct("AuthOptions")
             .field("key_file", &self.key_file)
             .field("default_key", &self.default_key)
+            .field("openssh_keys", &self.openssh_keys)
             .field("use_agent", &self.use_agent)
             .finish_non_exhaustive()
     }
@@ -135,10 +178,7 @@ pub async fn authenticate<H: Handler>(
     let mut tried = Vec::new();
 
     if let Some(path) = &opts.key_file {
-        let key = match &opts.loaded {
-            Some(k) => k.clone(),
-            None => Arc::new(load_key_file(path, opts.ask_passphrase.as_ref())?),
-        };
+        let key = opts.key(path)?;
         tried.push(path.display().to_string());
         if try_key(handle, user, key, rsa_hash).await? {
             return Ok(());
@@ -182,10 +222,28 @@ pub async fn authenticate<H: Handler>(
     }
 
     if let Some(path) = opts.default_key.as_ref().filter(|p| p.exists()) {
-        let key = Arc::new(load_key_file(path, opts.ask_passphrase.as_ref())?);
+        let key = opts.key(path)?;
         tried.push(path.display().to_string());
         if try_key(handle, user, key, rsa_hash).await? {
             return Ok(());
+        }
+    }
+
+    for path in &opts.openssh_keys {
+        if opts.default_key.as_ref() == Some(path) {
+            continue;
+        }
+        match opts.key(path) {
+            Ok(key) => {
+                tried.push(path.display().to_string());
+                if try_key(handle, user, key, rsa_hash).await? {
+                    return Ok(());
+                }
+            }
+            Err(e) => {
+                tracing::info!("skipping {}: {e}", path.display());
+                tried.push(format!("{} skipped: {}", path.display(), skip_reason(&e)));
+            }
         }
     }
     Err(no_key(tried))
@@ -206,6 +264,18 @@ async fn try_key<H: Handler>(
         .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
         .await?;
     Ok(result.success())
+}
+
+/// Why an OpenSSH default identity was not offered, in a few words.
+fn skip_reason(e: &AuthError) -> String {
+    match e {
+        AuthError::NeedsPassphrase { .. } => {
+            "encrypted and no terminal to ask (load it into ssh-agent or pass -i)".to_string()
+        }
+        AuthError::LoosePermissions { mode, .. } => format!("permissions {mode:04o} are too open"),
+        AuthError::BadPassphrase { .. } => "wrong passphrase".to_string(),
+        other => other.to_string(),
+    }
 }
 
 fn no_key(tried: Vec<String>) -> AuthError {

@@ -12,6 +12,7 @@ pub mod ui;
 
 use std::collections::HashMap;
 use std::io::Stdout;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -194,20 +195,32 @@ fn ensure_key(paths: &Paths) -> anyhow::Result<String> {
 }
 
 /// Runs the console until the user quits or a signal arrives.
-pub async fn run(paths: Paths, args: SourceArgs, demo: bool) -> anyhow::Result<()> {
+pub async fn run(
+    paths: Paths,
+    args: SourceArgs,
+    demo: bool,
+    identity: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let (keymap, scrollback) = load_config(&paths)?;
     // Everything that can fail with a plain message happens before the
     // terminal switches to raw mode.
     let opened = open_source(&paths, &args, demo).await?;
+    let mut auth = AuthOptions {
+        key_file: identity,
+        default_key: Some(paths.default_key()),
+        openssh_keys: AuthOptions::openssh_defaults(),
+        use_agent: true,
+        ask_passphrase: Some(crate::commands::prompt::terminal_secret()),
+        ..AuthOptions::default()
+    };
+    // The key's passphrase is asked now, on the plain terminal; once the
+    // console owns the screen nothing may prompt on it, so later keys that
+    // need a passphrase are skipped (with the reason in the pane).
+    auth.preload()?;
+    auth.ask_passphrase = None;
     let ctx = Context {
         sources: opened.sources.iter().map(|(_, c)| c.clone()).collect(),
-        auth: AuthOptions {
-            key_file: None,
-            default_key: Some(paths.default_key()),
-            use_agent: true,
-            ask_passphrase: None,
-            loaded: None,
-        },
+        auth,
         known_hosts: paths.known_hosts(),
         timeout: Duration::from_secs(15),
     };

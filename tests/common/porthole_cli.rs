@@ -160,6 +160,8 @@ pub struct Porthole {
     pub config_dir: PathBuf,
     /// `PORTHOLE_DATA_DIR` (known hosts live here).
     pub data_dir: PathBuf,
+    /// `HOME`, so the keys in the tester's own `~/.ssh` stay out of it.
+    pub home: PathBuf,
 }
 
 impl Default for Porthole {
@@ -176,10 +178,13 @@ impl Porthole {
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&config_dir).expect("config dir");
         std::fs::create_dir_all(&data_dir).expect("data dir");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).expect("home dir");
         Porthole {
             dir,
             config_dir,
             data_dir,
+            home,
         }
     }
 
@@ -205,6 +210,7 @@ impl Porthole {
         cmd.args(args)
             .env("PORTHOLE_CONFIG_DIR", &self.config_dir)
             .env("PORTHOLE_DATA_DIR", &self.data_dir)
+            .env("HOME", &self.home)
             .env_remove("SSH_AUTH_SOCK")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
@@ -235,9 +241,10 @@ impl Porthole {
     /// for a terminal (tmux) to run.
     pub fn shell_line(&self, args: &[&str]) -> String {
         let mut line = format!(
-            "env -u SSH_AUTH_SOCK PORTHOLE_CONFIG_DIR={} PORTHOLE_DATA_DIR={} {}",
+            "env -u SSH_AUTH_SOCK PORTHOLE_CONFIG_DIR={} PORTHOLE_DATA_DIR={} HOME={} {}",
             shell_quote(&self.config_dir.to_string_lossy()),
             shell_quote(&self.data_dir.to_string_lossy()),
+            shell_quote(&self.home.to_string_lossy()),
             shell_quote(porthole_bin()),
         );
         for a in args {
