@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod forward;
 pub mod groups;
+pub mod init;
 pub mod keys;
 pub mod passwd;
 pub mod server;

@@ -19,6 +19,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
+    // Before any thread exists: as a container's PID 1, the agent leaves
+    // PID 1 to a reaper (see `agent::init`).
+    agent::init::split_if_pid1();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

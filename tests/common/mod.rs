@@ -306,6 +306,11 @@ fn stat(pid: u32) -> Option<(u32, char)> {
     Some((ppid, state))
 }
 
+/// The parent of `pid`, while it lives.
+pub fn stat_parent(pid: u32) -> Option<u32> {
+    stat(pid).map(|(ppid, _)| ppid)
+}
+
 /// Every live process id.
 pub fn all_pids() -> Vec<u32> {
     std::fs::read_dir("/proc")
