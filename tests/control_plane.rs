@@ -640,6 +640,98 @@ async fn the_token_is_required() {
     plane.shut().await;
 }
 
+/// `porthole serve --listen LISTEN` as a child process, with the test's
+/// directories and the agent built with it.
+fn serve_process(paths: &Paths, listen: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_porthole"));
+    cmd.args(["serve", "--listen", listen])
+        .env("PORTHOLE_DATA_DIR", &paths.data_dir)
+        .env("PORTHOLE_CONFIG_DIR", &paths.config_dir)
+        .env("PORTHOLE_AGENT_BIN", env!("CARGO_BIN_EXE_porthole-agent"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
+}
+
+/// The parent of `pid`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Even killed with SIGKILL (no chance to stop anything), `porthole serve`
+/// leaves no execution running: its agents stop when their parent is gone,
+/// and take the command's tree with them. A restarted control plane then
+/// records the execution as interrupted.
+#[tokio::test]
+async fn a_killed_control_plane_leaves_no_execution_behind() {
+    use tokio::io::AsyncBufReadExt as _;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let paths = paths(dir.path());
+    let mut child = serve_process(&paths, "127.0.0.1:0")
+        .spawn()
+        .expect("porthole serve starts");
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("announces in time")
+        .expect("reads")
+        .expect("a line");
+    let plane = Plane {
+        endpoint: control::discover(&paths).await.expect("discovered"),
+        task: tokio::spawn(async {}),
+        client: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client"),
+    };
+    let e = plane.create(&["sleep", "4716"], json!({})).await;
+    wait_processes(&["sleep", "4716"], true).await;
+    let sleep = processes_with(&["sleep", "4716"])[0];
+    let agent = parent_of(sleep).expect("the agent");
+    assert!(
+        std::fs::read_to_string(format!("/proc/{agent}/cmdline"))
+            .is_ok_and(|c| c.contains("porthole-agent")),
+        "the sleep's parent is the agent"
+    );
+
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+    wait_processes(&["sleep", "4716"], false).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(agent) {
+        assert!(
+            Instant::now() < deadline,
+            "the agent outlived its control plane"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let again = Plane::start(&paths).await;
+    let record = again.wait_finished(&e.id).await;
+    assert_eq!(record.status, "error", "{record:?}");
+    again.shut().await;
+}
+
 /// `porthole serve` as a process: it announces itself, SIGTERM stops the
 /// running executions (recorded `stopped`, tree gone) and removes the
 /// endpoint file; a taken port is a clear error.
@@ -649,18 +741,7 @@ async fn porthole_serve_stops_its_executions_on_sigterm() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let paths = paths(dir.path());
-    let serve = |listen: &str| {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_porthole"));
-        cmd.args(["serve", "--listen", listen])
-            .env("PORTHOLE_DATA_DIR", &paths.data_dir)
-            .env("PORTHOLE_CONFIG_DIR", &paths.config_dir)
-            .env("PORTHOLE_AGENT_BIN", env!("CARGO_BIN_EXE_porthole-agent"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        cmd
-    };
+    let serve = |listen: &str| serve_process(&paths, listen);
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let taken_addr = taken.local_addr().expect("addr").to_string();

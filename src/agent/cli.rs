@@ -52,6 +52,12 @@ pub struct AgentArgs {
     #[arg(long = "permit-open", value_name = "HOST:PORT")]
     pub permit_open: Vec<PermitOpen>,
 
+    /// Stop, as on SIGTERM, when the process that started the agent is
+    /// gone (even killed with SIGKILL). porthole's local control plane
+    /// starts its agents with this, so none outlives it.
+    #[arg(long)]
+    pub exit_with_parent: bool,
+
     /// The step's command and its arguments.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,

@@ -183,7 +183,7 @@ pub async fn serve(
         Ok(tcp) => tcp,
         Err(refusal) => {
             tracing::info!("direct-tcpip refused: {refusal}");
-            eprintln!("porthole-agent: {refusal}");
+            say!("porthole-agent: {refusal}");
             reply.reject(refusal.failure()).await;
             return;
         }

@@ -45,7 +45,7 @@ pub fn split_if_pid1() {
     // `sigwait` instead of being lost (PID 1 ignores unhandled signals).
     let mut before = SigSet::empty();
     if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut before)) {
-        eprintln!("porthole-agent: running as PID 1 without a reaper ({e}); orphaned processes will stay zombies");
+        say!("porthole-agent: running as PID 1 without a reaper ({e}); orphaned processes will stay zombies");
         return;
     }
     // SAFETY: no other thread exists yet (see the doc comment), so the
@@ -57,7 +57,7 @@ pub fn split_if_pid1() {
         Ok(ForkResult::Parent { child }) => reap(child, &watched),
         Err(e) => {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
-            eprintln!("porthole-agent: running as PID 1 without a reaper ({e}); orphaned processes will stay zombies");
+            say!("porthole-agent: running as PID 1 without a reaper ({e}); orphaned processes will stay zombies");
         }
     }
 }

@@ -5,6 +5,16 @@
 //! announcement is printed once the port is bound, and only then does the
 //! wrapped command start, so its log follows the announcement.
 
+/// A line on the agent's stderr, which is the platform's log. Unlike
+/// `eprintln!`, a closed stderr (whoever read the log is gone) is ignored
+/// instead of a panic: the agent must still stop its command cleanly.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod cli;
 pub mod forward;
 pub mod groups;
@@ -63,7 +73,7 @@ pub fn authorized_keys(args: &AgentArgs) -> Result<AuthorizedKeys, StartError> {
         keys.add_text("PORTHOLE_AUTHORIZED_KEYS", &env, &mut warnings);
     }
     for w in warnings {
-        eprintln!("porthole-agent: warning: {w}");
+        say!("porthole-agent: warning: {w}");
     }
     if keys.is_empty() {
         return Err(StartError::NoAuthorizedKeys);
@@ -89,6 +99,8 @@ pub fn advertised_address(flag: Option<&str>, listen: SocketAddr) -> String {
 
 /// Runs the agent; returns the process exit code.
 pub async fn run(args: AgentArgs) -> Result<i32, StartError> {
+    // Read first: the parent may go while the keys load.
+    let parent = args.exit_with_parent.then(nix::unistd::getppid);
     let authorized = authorized_keys(&args)?;
     let host_key = keys::host_key(args.host_key.as_deref())?;
     let fingerprint = keys::fingerprint(&host_key);
@@ -135,9 +147,9 @@ pub async fn run(args: AgentArgs) -> Result<i32, StartError> {
     tokio::spawn(accept_loop(listener, config, shared, registry.clone()));
 
     let code = if args.command.is_empty() {
-        wrapped::serve_until_signalled().await?
+        wrapped::serve_until_signalled(parent).await?
     } else {
-        wrapped::run(&args.command, &state).await?
+        wrapped::run(&args.command, &state, parent).await?
     };
     registry.kill_everything();
     Ok(code)

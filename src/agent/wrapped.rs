@@ -24,44 +24,73 @@ pub fn exit_code(status: ExitStatus) -> i32 {
         .unwrap_or(1)
 }
 
-/// The signals a platform sends to stop a run.
+/// How often the agent looks whether its parent is still there.
+const PARENT_POLL: Duration = Duration::from_millis(500);
+
+/// The signals a platform sends to stop a run, and, when asked, the end of
+/// the process that started the agent (read as a SIGTERM).
 struct StopSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    parent: Option<Pid>,
 }
 
 impl StopSignals {
-    fn new() -> anyhow::Result<Self> {
+    fn new(parent: Option<Pid>) -> anyhow::Result<Self> {
         Ok(StopSignals {
             term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
             int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
             hup: signal(SignalKind::hangup()).context("cannot watch SIGHUP")?,
+            parent,
         })
     }
 
     async fn next(&mut self) -> Signal {
+        let parent = self.parent;
+        let parent_gone = async move {
+            let Some(parent) = parent else {
+                return std::future::pending().await;
+            };
+            // An orphan is re-parented (to init or a subreaper), so a
+            // changed parent means the original one is gone.
+            while nix::unistd::getppid() == parent {
+                tokio::time::sleep(PARENT_POLL).await;
+            }
+        };
         tokio::select! {
             _ = self.term.recv() => Signal::SIGTERM,
             _ = self.int.recv() => Signal::SIGINT,
             _ = self.hup.recv() => Signal::SIGHUP,
+            () = parent_gone => {
+                say!("porthole-agent: the process that started it is gone");
+                // Only once: the stop that follows must not repeat.
+                self.parent = None;
+                Signal::SIGTERM
+            }
         }
     }
 }
 
-/// Serves until SIGTERM, SIGINT or SIGHUP (no wrapped command).
-pub async fn serve_until_signalled() -> anyhow::Result<i32> {
-    let mut signals = StopSignals::new()?;
+/// Serves until SIGTERM, SIGINT or SIGHUP (no wrapped command), or until
+/// `parent` is gone.
+pub async fn serve_until_signalled(parent: Option<Pid>) -> anyhow::Result<i32> {
+    let mut signals = StopSignals::new(parent)?;
     let sig = signals.next().await;
-    eprintln!("porthole-agent: {} received, stopping", sig.as_str());
+    say!("porthole-agent: {} received, stopping", sig.as_str());
     Ok(0)
 }
 
 /// Runs the command with stdout and stderr passed through untouched,
-/// forwards stop signals to its process group, then lingers. Returns the
+/// forwards stop signals (and the end of `parent`, as SIGTERM) to its
+/// process group, then lingers. Returns the
 /// command's exit code.
-pub async fn run(argv: &[OsString], state: &AgentState) -> anyhow::Result<i32> {
-    let mut signals = StopSignals::new()?;
+pub async fn run(
+    argv: &[OsString],
+    state: &AgentState,
+    parent: Option<Pid>,
+) -> anyhow::Result<i32> {
+    let mut signals = StopSignals::new(parent)?;
     let (program, args) = argv.split_first().context("empty command")?;
     let mut child = tokio::process::Command::new(program)
         .args(args)
@@ -106,7 +135,7 @@ async fn linger(state: &AgentState, code: i32, signals: &mut StopSignals) {
     if at <= Instant::now() {
         return;
     }
-    eprintln!(
+    say!(
         "porthole-agent: the command exited with code {code}; SSH stays up for {} (until {}). \
          `echo release | ssh -s ... porthole-linger@porthole` ends it sooner, `extend 1h` keeps it longer.",
         humantime::format_duration(Duration::from_secs((at - Instant::now()).as_secs_f64().round() as u64)),
@@ -122,25 +151,25 @@ async fn linger(state: &AgentState, code: i32, signals: &mut StopSignals) {
                 }
             }
             sig = signals.next() => {
-                eprintln!("porthole-agent: {} received during the linger, stopping", sig.as_str());
+                say!("porthole-agent: {} received during the linger, stopping", sig.as_str());
                 return;
             }
         }
         match state.lifecycle().deadline {
             Some((next, wall)) if next > Instant::now() => {
                 if next != at {
-                    eprintln!("porthole-agent: linger now ends at {}", rfc3339(wall));
+                    say!("porthole-agent: linger now ends at {}", rfc3339(wall));
                     at = next;
                 }
             }
             Some((next, _)) if next != at => {
                 // Released early over SSH: let the reply reach the client.
-                eprintln!("porthole-agent: linger released, stopping");
+                say!("porthole-agent: linger released, stopping");
                 tokio::time::sleep(RELEASE_FLUSH).await;
                 return;
             }
             _ => {
-                eprintln!("porthole-agent: linger over, stopping");
+                say!("porthole-agent: linger over, stopping");
                 return;
             }
         }

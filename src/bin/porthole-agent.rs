@@ -1,5 +1,6 @@
 //! `porthole-agent`: see `porthole::agent`.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -29,7 +30,10 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("porthole-agent: cannot start the async runtime: {e}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "porthole-agent: cannot start the async runtime: {e}"
+            );
             return ExitCode::from(START_FAILED);
         }
     };
@@ -39,7 +43,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            eprintln!("porthole-agent: {e:#}");
+            let _ = writeln!(std::io::stderr(), "porthole-agent: {e:#}");
             ExitCode::from(START_FAILED)
         }
     }

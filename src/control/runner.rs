@@ -174,7 +174,9 @@ impl Control {
             .arg("--advertise-address")
             .arg("127.0.0.1")
             .arg("--authorized-key")
-            .arg(&key);
+            .arg(&key)
+            // Even a SIGKILLed control plane leaves no execution behind.
+            .arg("--exit-with-parent");
         if let Some(l) = &req.linger {
             cmd.arg("--linger").arg(l);
         }
