@@ -62,6 +62,12 @@ impl Plane {
         let (endpoint, task) = control::start_in_process_with(paths, &options())
             .await
             .expect("control plane starts");
+        Plane::attach(endpoint, task)
+    }
+
+    /// A client for a control plane at `endpoint`; `task` is its in-process
+    /// server, if any.
+    fn attach(endpoint: control::Endpoint, task: tokio::task::JoinHandle<()>) -> Plane {
         Plane {
             endpoint,
             task,
@@ -696,14 +702,10 @@ async fn a_killed_control_plane_leaves_no_execution_behind() {
         .expect("announces in time")
         .expect("reads")
         .expect("a line");
-    let plane = Plane {
-        endpoint: control::discover(&paths).await.expect("discovered"),
-        task: tokio::spawn(async {}),
-        client: reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client"),
-    };
+    let plane = Plane::attach(
+        control::discover(&paths).await.expect("discovered"),
+        tokio::spawn(async {}),
+    );
     let e = plane.create(&["sleep", "4716"], json!({})).await;
     wait_processes(&["sleep", "4716"], true).await;
     let sleep = processes_with(&["sleep", "4716"])[0];
@@ -777,14 +779,7 @@ async fn porthole_serve_stops_its_executions_on_sigterm() {
 
     let endpoint = control::discover(&paths).await.expect("discovered");
     assert_eq!(format!("{}api/v0/", endpoint.url), api);
-    let plane = Plane {
-        endpoint,
-        task: tokio::spawn(async {}),
-        client: reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client"),
-    };
+    let plane = Plane::attach(endpoint, tokio::spawn(async {}));
     let e = plane.create(&["sleep", "4714"], json!({})).await;
     wait_processes(&["sleep", "4714"], true).await;
 
