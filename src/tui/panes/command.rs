@@ -40,12 +40,22 @@ pub struct CommandPane {
     pub exit: Option<i32>,
     /// Why it could not run.
     pub error: Option<String>,
-    /// The first display row shown, counted from the top of the output;
-    /// `None` keeps the newest output in view. Counting from the top keeps
-    /// a scrolled view still while output keeps arriving below it.
-    pub top: Option<usize>,
+    /// Where a scrolled view starts: a line, and a row within it. `None`
+    /// keeps the newest output in view. Anchored to a line, a scrolled view
+    /// stays still while output keeps arriving below it, and shows the
+    /// same output when the pane's width changes (zoom, split, resize).
+    pub top: Option<Anchor>,
     /// Highlighted search term.
     pub search: Option<String>,
+}
+
+/// The first row of a scrolled view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    /// Index into `lines`.
+    pub line: usize,
+    /// The row within that line (its rows depend on the width).
+    pub row: usize,
 }
 
 /// Most output lines kept per run.
@@ -101,7 +111,10 @@ impl CommandPane {
             // The view's rows moved up with the dropped lines; stay near
             // where the user was rather than jumping to the end.
             if let Some(top) = self.top.as_mut() {
-                *top = top.saturating_sub(extra);
+                *top = match top.line.checked_sub(extra) {
+                    Some(line) => Anchor { line, row: top.row },
+                    None => Anchor { line: 0, row: 0 },
+                };
             }
         }
     }
@@ -141,7 +154,40 @@ impl CommandPane {
     /// The first row of the view.
     pub fn first_row(&self, width: usize, height: usize) -> usize {
         let last = self.last_top(width, height);
-        self.top.map_or(last, |t| t.min(last))
+        self.top.map_or(last, |t| self.row_of(t, width).min(last))
+    }
+
+    /// The row, counted from the top of the output, that `anchor` is at.
+    fn row_of(&self, anchor: Anchor, width: usize) -> usize {
+        let line = anchor.line.min(self.lines.len());
+        let above: usize = self.lines[..line].iter().map(|l| l.rows(width)).sum();
+        let within = self
+            .lines
+            .get(line)
+            .map_or(0, |l| anchor.row.min(l.rows(width) - 1));
+        above + within
+    }
+
+    /// The line and row within it of the `row`th row of the output.
+    fn anchor_at(&self, mut row: usize, width: usize) -> Anchor {
+        for (line, l) in self.lines.iter().enumerate() {
+            let n = l.rows(width);
+            if row < n {
+                return Anchor { line, row };
+            }
+            row -= n;
+        }
+        Anchor {
+            line: self.lines.len(),
+            row: 0,
+        }
+    }
+
+    /// Starts the view at `row`, or follows the end when that is where a
+    /// full view would start anyway.
+    fn set_first_row(&mut self, row: usize, width: usize, height: usize) {
+        let last = self.last_top(width, height);
+        self.top = (row < last).then(|| self.anchor_at(row, width));
     }
 
     /// Rows between the view's bottom and the end of the output.
@@ -152,10 +198,8 @@ impl CommandPane {
 
     /// Scrolls by `rows` (negative is up); reaching the end follows again.
     pub fn scroll(&mut self, rows: isize, width: usize, height: usize) {
-        let last = self.last_top(width, height);
         let now = self.first_row(width, height);
-        let next = now.saturating_add_signed(rows).min(last);
-        self.top = (next < last).then_some(next);
+        self.set_first_row(now.saturating_add_signed(rows), width, height);
     }
 
     /// Keeps the newest output in view again (`End` / `F`).
@@ -219,9 +263,8 @@ impl CommandPane {
         let Some(hit) = hit else {
             return false;
         };
-        let start: usize = self.lines[..hit].iter().map(|l| l.rows(width)).sum();
-        let last = self.last_top(width, height);
-        self.top = (start < last).then_some(start);
+        let start = self.row_of(Anchor { line: hit, row: 0 }, width);
+        self.set_first_row(start, width, height);
         true
     }
 }
@@ -314,6 +357,21 @@ mod tests {
         assert_eq!(before, shown(&p, 20, 5));
         p.resume();
         assert_eq!(shown(&p, 20, 5).last().map(String::as_str), Some("line 51"));
+    }
+
+    #[test]
+    fn a_scrolled_view_keeps_its_line_when_the_width_changes() {
+        let lines: Vec<String> = (0..100)
+            .map(|i| format!("{i:03} {}", "w".repeat(30)))
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let mut p = pane(&refs);
+        p.scroll(-40, 40, 10);
+        let top = shown(&p, 40, 10)[0].clone();
+        // Zoomed to twice the width, then split to half: the same line
+        // stays at the top.
+        assert_eq!(shown(&p, 80, 10)[0], top);
+        assert!(shown(&p, 20, 10)[0].starts_with(&top[..3]));
     }
 
     #[test]
