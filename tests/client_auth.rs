@@ -18,6 +18,22 @@ fn agent_for(key: &KeyPair) -> (Agent, String) {
     (agent, target)
 }
 
+/// `exec TARGET [-i KEY] --fingerprint FP -- COMMAND`, the host key pinned
+/// so that only the client keys are under test.
+fn exec_args<'a>(
+    target: &'a str,
+    agent: &'a Agent,
+    key: Option<&'a str>,
+    command: &'a str,
+) -> Vec<&'a str> {
+    let mut args = vec!["exec", target];
+    if let Some(key) = key {
+        args.extend(["-i", key]);
+    }
+    args.extend(["--fingerprint", agent.fingerprint(), "--", command]);
+    args
+}
+
 #[test]
 fn an_encrypted_key_asks_for_its_passphrase_on_the_terminal() {
     let (Some(_), Some(_)) = (require_peer("tmux"), require_peer("ssh-keygen")) else {
@@ -27,16 +43,12 @@ fn an_encrypted_key_asks_for_its_passphrase_on_the_terminal() {
     let key = KeyPair::generate_with_passphrase(p.scratch(), KeyKind::Ed25519, PASSPHRASE);
     let (agent, target) = agent_for(&key);
     let key_path = key.private_path().to_str().expect("utf-8 path");
-    let run = p.shell_line(&[
-        "exec",
+    let run = p.shell_line(&exec_args(
         &target,
-        "-i",
-        key_path,
-        "--fingerprint",
-        agent.fingerprint(),
-        "--",
+        &agent,
+        Some(key_path),
         "echo secret-$((6*7))",
-    ]);
+    ));
     // A wrong passphrase first, then the right one.
     let line =
         format!("{run}; echo \"first exited with $?\"; {run}; echo \"second exited with $?\"");
@@ -79,16 +91,7 @@ fn an_encrypted_key_without_a_terminal_fails_clearly() {
     let key = KeyPair::generate_with_passphrase(p.scratch(), KeyKind::Ed25519, PASSPHRASE);
     let (agent, target) = agent_for(&key);
     let key_path = key.private_path().to_str().expect("utf-8 path");
-    let o = p.run(&[
-        "exec",
-        &target,
-        "-i",
-        key_path,
-        "--fingerprint",
-        agent.fingerprint(),
-        "--",
-        "echo ran",
-    ]);
+    let o = p.run(&exec_args(&target, &agent, Some(key_path), "echo ran"));
     assert_eq!(o.code(), 255, "{}", o.describe());
     assert!(o.stderr.starts_with("porthole: "), "{}", o.describe());
     assert!(
@@ -120,14 +123,7 @@ fn keys_held_by_a_real_ssh_agent_authenticate() {
     );
     // Move the key file away: only the agent can sign now.
     std::fs::remove_file(key.private_path()).expect("remove the key file");
-    let args = [
-        "exec",
-        &target,
-        "--fingerprint",
-        agent.fingerprint(),
-        "--",
-        "echo via-agent",
-    ];
+    let args = exec_args(&target, &agent, None, "echo via-agent");
 
     let o = p.run_with_env(&args, &[("SSH_AUTH_SOCK", &ssh_agent.sock)]);
     assert_eq!(o.code(), 0, "{}", o.describe());
@@ -156,16 +152,7 @@ fn a_key_readable_by_others_is_refused() {
         std::fs::set_permissions(key.private_path(), std::fs::Permissions::from_mode(mode))
             .expect("chmod");
     };
-    let args = [
-        "exec",
-        &target,
-        "-i",
-        key_path,
-        "--fingerprint",
-        agent.fingerprint(),
-        "--",
-        "echo ran",
-    ];
+    let args = exec_args(&target, &agent, Some(key_path), "echo ran");
 
     set_mode(0o644);
     let o = p.run(&args);
@@ -204,14 +191,7 @@ fn openssh_default_identities_are_offered_as_ssh_does() {
     let locked = KeyPair::generate_with_passphrase(p.scratch(), KeyKind::Ed25519, PASSPHRASE);
     std::fs::rename(locked.private_path(), ssh_dir.join("id_ed25519")).expect("move key");
     let (agent, target) = agent_for(&everyday);
-    let args = [
-        "exec",
-        &target,
-        "--fingerprint",
-        agent.fingerprint(),
-        "--",
-        "echo via-dot-ssh",
-    ];
+    let args = exec_args(&target, &agent, None, "echo via-dot-ssh");
 
     let o = p.run(&args);
     assert_eq!(o.code(), 0, "{}", o.describe());
