@@ -212,3 +212,41 @@ fn openssh_default_identities_are_offered_as_ssh_does() {
     assert!(o.stderr.contains(&skipped), "{}", o.describe());
     assert!(!o.stdout.contains("via-dot-ssh"));
 }
+
+/// The console checks its `-i` key before it opens anything: a missing key
+/// or one readable by others is a plain error on a plain terminal, and no
+/// source (not even the embedded demo) is started.
+#[test]
+fn the_console_checks_its_key_before_it_opens() {
+    if require_peer("ssh-keygen").is_none() {
+        return;
+    }
+    let p = Porthole::new();
+    let missing = p.scratch().join("no-such-key");
+    let missing = missing.to_str().expect("utf-8 path");
+    let o = p.run(&["-i", missing]);
+    assert_eq!(o.code(), 255, "{}", o.describe());
+    assert!(
+        o.stderr
+            .starts_with(&format!("porthole: cannot read private key {missing}")),
+        "{}",
+        o.describe()
+    );
+
+    let key = KeyPair::generate(p.scratch(), KeyKind::Ed25519);
+    std::fs::set_permissions(key.private_path(), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let key_path = key.private_path().to_str().expect("utf-8 path");
+    let o = p.run(&["-i", key_path]);
+    assert_eq!(o.code(), 255, "{}", o.describe());
+    assert!(
+        o.stderr.contains(&format!("run `chmod 600 {key_path}`")),
+        "{}",
+        o.describe()
+    );
+    // Nothing was started: no control plane, no demo executions.
+    assert!(
+        !p.data_dir.join("control").exists(),
+        "a control plane was started"
+    );
+}

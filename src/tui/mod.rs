@@ -204,7 +204,6 @@ pub async fn run(
     let (keymap, scrollback) = load_config(&paths)?;
     // Everything that can fail with a plain message happens before the
     // terminal switches to raw mode.
-    let opened = open_source(&paths, &args, demo).await?;
     let mut auth = AuthOptions {
         key_file: identity,
         default_key: Some(paths.default_key()),
@@ -216,8 +215,11 @@ pub async fn run(
     // The key's passphrase is asked now, on the plain terminal; once the
     // console owns the screen nothing may prompt on it, so later keys that
     // need a passphrase are skipped (with the reason in the pane).
+    // First, so that a bad key stops here before any source (or the demo)
+    // is started.
     auth.preload()?;
     auth.ask_passphrase = None;
+    let opened = open_source(&paths, &args, demo).await?;
     let ctx = Context {
         sources: opened.sources.iter().map(|(_, c)| c.clone()).collect(),
         auth,
