@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use super::admission::MaxStartups;
 use super::forward::PermitOpen;
 
 /// The companion SSH server for an execution's container.
@@ -52,6 +53,25 @@ pub struct AgentArgs {
     #[arg(long = "permit-open", value_name = "HOST:PORT")]
     pub permit_open: Vec<PermitOpen>,
 
+    /// Close a connection that has not authenticated within this time
+    /// (seconds, or a duration such as 2m); 0 means no limit. As sshd's
+    /// `LoginGraceTime`.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value = "120",
+        value_parser = parse_grace_time
+    )]
+    pub login_grace_time: Duration,
+
+    /// Cap on unauthenticated connections, as sshd's `MaxStartups`: `N`, or
+    /// `start:rate:full` (from `start` on, drop with a probability rising
+    /// from `rate`% to 100% at `full`). The connection dropped is the
+    /// oldest of the address holding the most, so a flood from one address
+    /// does not lock out the owner.
+    #[arg(long, value_name = "START:RATE:FULL", default_value = "10:30:100")]
+    pub max_startups: MaxStartups,
+
     /// Stop, as on SIGTERM, when the process that started the agent is
     /// gone (even killed with SIGKILL). porthole's local control plane
     /// starts its agents with this, so none outlives it.
@@ -61,4 +81,33 @@ pub struct AgentArgs {
     /// The step's command and its arguments.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+/// Seconds (`120`) or a duration (`2m`); `0` turns the limit off.
+fn parse_grace_time(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{s:?} is not a number of seconds nor a duration: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_time_takes_seconds_or_durations() {
+        assert_eq!(parse_grace_time("120"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_grace_time("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_grace_time("0"), Ok(Duration::ZERO));
+        assert!(parse_grace_time("soon").is_err());
+    }
+
+    #[test]
+    fn defaults_are_sshds() {
+        let args = AgentArgs::try_parse_from(["porthole-agent"]).expect("parse");
+        assert_eq!(args.login_grace_time, Duration::from_secs(120));
+        assert_eq!(args.max_startups, MaxStartups::default());
+    }
 }

@@ -13,6 +13,8 @@ use russh::server::Msg;
 use russh::{Channel, ChannelOpenFailure};
 use tokio::net::TcpStream;
 
+use super::logsafe::Untrusted;
+
 use russh::server::ChannelOpenHandle as Reply;
 
 /// Copy buffer per direction: large reads fill whole SSH packets.
@@ -66,10 +68,13 @@ impl PermitOpen {
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     /// The target is outside the container and no `--permit-open` allows it.
-    #[error("forwarding to {0} is not permitted (only the container itself; see --permit-open)")]
+    #[error(
+        "forwarding to {} is not permitted (only the container itself; see --permit-open)",
+        Untrusted(.0)
+    )]
     Prohibited(String),
     /// The target could not be resolved or connected to.
-    #[error("cannot connect to {target}: {reason}")]
+    #[error("cannot connect to {}: {reason}", Untrusted(target))]
     Unreachable {
         /// The requested `host:port`.
         target: String,
@@ -195,7 +200,7 @@ pub async fn serve(
         tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut tcp, COPY_BUFFER, COPY_BUFFER)
             .await
     {
-        tracing::debug!("forward to {host}:{port} ended: {e}");
+        tracing::debug!("forward to {}:{port} ended: {e}", Untrusted(&host));
     }
 }
 

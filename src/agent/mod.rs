@@ -15,11 +15,15 @@ macro_rules! say {
     }};
 }
 
+pub mod admission;
 pub mod cli;
 pub mod forward;
 pub mod groups;
 pub mod init;
 pub mod keys;
+pub mod kill;
+pub mod limits;
+pub mod logsafe;
 pub mod passwd;
 pub mod server;
 pub mod session;
@@ -31,16 +35,19 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::announce::Announcement;
+use admission::{Admission, Admit, MaxStartups};
 use cli::AgentArgs;
 use forward::ForwardPolicy;
 use groups::Registry;
 use keys::AuthorizedKeys;
+use kill::Killable;
+use limits::Throttled;
 use server::{Connection, Shared};
 use state::AgentState;
 
@@ -101,6 +108,25 @@ pub fn advertised_address(flag: Option<&str>, listen: SocketAddr) -> String {
 pub async fn run(args: AgentArgs) -> Result<i32, StartError> {
     // Read first: the parent may go while the keys load.
     let parent = args.exit_with_parent.then(nix::unistd::getppid);
+    // Before anything is opened: a server holding many connections wants
+    // every file descriptor the container allows.
+    let max_startups = match limits::raise_nofile_limit() {
+        Ok((_, open_files)) => {
+            let fitted = args.max_startups.fitted_to(open_files);
+            if fitted != args.max_startups {
+                say!(
+                    "porthole-agent: --max-startups {} lowered to {fitted}: at most half of the \
+                     {open_files} open files allowed may go to unauthenticated connections",
+                    args.max_startups
+                );
+            }
+            fitted
+        }
+        Err(e) => {
+            say!("porthole-agent: warning: cannot raise the open-file limit: {e}");
+            args.max_startups
+        }
+    };
     let authorized = authorized_keys(&args)?;
     let host_key = keys::host_key(args.host_key.as_deref())?;
     let fingerprint = keys::fingerprint(&host_key);
@@ -144,7 +170,18 @@ pub async fn run(args: AgentArgs) -> Result<i32, StartError> {
         out.flush().context("cannot write the announcement")?;
     }
 
-    tokio::spawn(accept_loop(listener, config, shared, registry.clone()));
+    let gate = Gate {
+        admission: Admission::new(max_startups),
+        limits: max_startups,
+        grace: (!args.login_grace_time.is_zero()).then_some(args.login_grace_time),
+    };
+    tokio::spawn(accept_loop(
+        listener,
+        config,
+        shared,
+        registry.clone(),
+        gate,
+    ));
 
     let code = if args.command.is_empty() {
         wrapped::serve_until_signalled(parent).await?
@@ -155,36 +192,98 @@ pub async fn run(args: AgentArgs) -> Result<i32, StartError> {
     Ok(code)
 }
 
+/// What stands between a new TCP connection and an SSH session.
+struct Gate {
+    admission: Admission,
+    limits: MaxStartups,
+    /// The login grace time; `None` means no limit.
+    grace: Option<Duration>,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     config: Arc<russh::server::Config>,
     shared: Arc<Shared>,
     registry: Registry,
+    gate: Gate,
 ) {
     let next_id = AtomicU64::new(0);
+    let mut accept_failures = Throttled::new(limits::LOG_EVERY);
+    let mut refusals = Throttled::new(limits::LOG_EVERY);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                // Out of file descriptors and the like: pause, don't spin.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                // Out of file descriptors, most likely: close the
+                // unauthenticated connection that the start-up cap would
+                // drop first, so the owner can still get in, and pause
+                // instead of spinning on the error.
+                let evicted = gate.admission.evict_one();
+                if let Some(n) = accept_failures.hit(Instant::now()) {
+                    say!(
+                        "porthole-agent: accept failed {n} time(s) since the last report: {e}{}",
+                        if evicted {
+                            "; closing unauthenticated connections to make room"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                let pause = if evicted { 10 } else { 250 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                continue;
+            }
+        };
+        let ticket = match gate.admission.admit(peer.ip()) {
+            Admit::Accepted(ticket) => ticket,
+            Admit::Refused => {
+                drop(stream);
+                if let Some(n) = refusals.hit(Instant::now()) {
+                    say!(
+                        "porthole-agent: refused {n} unauthenticated connection(s) since the last \
+                         report, the latest from {} (--max-startups {}; {} pending)",
+                        peer.ip(),
+                        gate.limits,
+                        gate.admission.pending()
+                    );
+                }
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().ok();
         let groups = registry.connection(next_id.fetch_add(1, Ordering::Relaxed));
-        let handler = Connection::new(shared.clone(), Some(peer), local, groups);
+        let switch = ticket.kill_switch();
+        let stream = Killable::new(stream, switch.clone());
+        let handler = Connection::new(shared.clone(), Some(peer), local, groups, ticket);
         let config = config.clone();
+        let grace = gate.grace;
         tokio::spawn(async move {
-            match russh::server::run_stream(config, stream, handler).await {
-                Ok(session) => {
-                    if let Err(e) = session.await {
-                        tracing::info!("connection from {peer} ended: {e}");
-                    }
+            let session = async move {
+                match russh::server::run_stream(config, stream, handler).await {
+                    Ok(session) => session.await,
+                    Err(e) => Err(e),
                 }
-                Err(e) => tracing::info!("handshake with {peer} failed: {e}"),
+            };
+            tokio::pin!(session);
+            let grace_over = async {
+                match grace {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let result = tokio::select! {
+                result = &mut session => result,
+                () = grace_over => {
+                    if !switch.is_authenticated() {
+                        tracing::info!("{peer} did not authenticate within the login grace time");
+                        switch.kill();
+                    }
+                    session.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::info!("connection from {peer} ended: {e}");
             }
         });
     }

@@ -10,16 +10,27 @@ use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PrivateKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{cipher, compression, Channel, ChannelId, MethodKind, MethodSet, Preferred};
 
+use super::admission::Ticket;
 use super::forward::{self, ForwardPolicy};
 use super::groups::Groups;
 use super::keys::AuthorizedKeys;
+use super::logsafe::Untrusted;
 use super::passwd::Account;
 use super::session::{self, SessionContext};
 use super::state::AgentState;
 use super::status::{LINGER_SUBSYSTEM, STATUS_SUBSYSTEM};
 
-/// OpenSSH's default `MaxAuthTries`.
+/// OpenSSH's default `MaxAuthTries` (the first `none` probe is free, as
+/// there; see vendor/russh/PORTHOLE-PATCHES.md).
 const MAX_AUTH_ATTEMPTS: usize = 6;
+/// What a rejected key costs the client: about what sshd charges here
+/// (0.2-0.3 s). Keys cannot be guessed, so a longer wait only slows the
+/// owner whose agent holds several keys.
+const AUTH_REJECTION_TIME: Duration = Duration::from_millis(200);
+/// The largest packet an unauthenticated client may send (RFC 4253's
+/// minimum). A larger one closes the connection before any buffer is
+/// allocated for it.
+const MAX_PRE_AUTH_PACKET: usize = 35_000;
 /// How often a quiet connection is probed; three missed answers drop it.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 const KEEPALIVE_MAX: usize = 3;
@@ -64,7 +75,7 @@ pub fn config(host_key: PrivateKey) -> russh::server::Config {
             env!("CARGO_PKG_VERSION")
         ))),
         methods,
-        auth_rejection_time: Duration::from_secs(1),
+        auth_rejection_time: AUTH_REJECTION_TIME,
         // OpenSSH probes with "none" first: answering it at once costs nothing.
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: vec![host_key],
@@ -75,6 +86,7 @@ pub fn config(host_key: PrivateKey) -> russh::server::Config {
         nodelay: true,
         window_size: 8 * 1024 * 1024,
         maximum_packet_size: 65535,
+        maximum_pre_auth_packet_len: MAX_PRE_AUTH_PACKET,
         preferred: Preferred {
             key: Cow::Borrowed(KEY_ALGORITHMS),
             cipher: Cow::Borrowed(CIPHERS),
@@ -103,6 +115,8 @@ pub struct Connection {
     peer: Option<SocketAddr>,
     local: Option<SocketAddr>,
     groups: Groups,
+    /// Its place among the unauthenticated connections.
+    ticket: Ticket,
 }
 
 impl Connection {
@@ -112,12 +126,14 @@ impl Connection {
         peer: Option<SocketAddr>,
         local: Option<SocketAddr>,
         groups: Groups,
+        ticket: Ticket,
     ) -> Self {
         Connection {
             shared,
             peer,
             local,
             groups,
+            ticket,
         }
     }
 
@@ -157,15 +173,21 @@ impl russh::server::Handler for Connection {
     ) -> Result<Auth, Self::Error> {
         if self.is_authorized(key.public_key, key.algorithm) {
             tracing::info!(
-                "accepted {} key {} for {user} from {:?}",
+                "accepted {} key {} for {} from {:?}",
                 key.algorithm,
                 key.public_key.fingerprint(HashAlg::Sha256),
+                Untrusted(user),
                 self.peer
             );
             Ok(Auth::Accept)
         } else {
             Ok(Auth::reject())
         }
+    }
+
+    async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
+        self.ticket.authenticated();
+        Ok(())
     }
 
     async fn channel_open_session(
@@ -272,6 +294,7 @@ impl russh::server::Handler for Connection {
         if name == STATUS_SUBSYSTEM || name == LINGER_SUBSYSTEM {
             session.channel_success(channel)
         } else {
+            tracing::info!("refused subsystem {}", Untrusted(name));
             session.channel_failure(channel)
         }
     }

@@ -329,6 +329,11 @@ pub struct SSHBuffer {
     // Sequence numbers are on 32 bits and wrap.
     // https://tools.ietf.org/html/rfc4253#section-6.4
     pub seqn: Wrapping<u32>,
+    /// The largest packet length accepted by the next read, if smaller than
+    /// the transport's own limit. A server sets it until the client has
+    /// authenticated, so that an unauthenticated peer cannot make it
+    /// allocate a full-size packet buffer.
+    pub max_packet_len: Option<usize>,
 }
 
 impl SSHBuffer {
@@ -338,6 +343,7 @@ impl SSHBuffer {
             len: 0,
             bytes: 0,
             seqn: Wrapping(0),
+            max_packet_len: None,
         }
     }
 

@@ -310,7 +310,10 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
             let len = cipher.decrypt_packet_length(seqn, &len);
             let len = BigEndian::read_u32(&len) as usize;
 
-            if len > MAXIMUM_PACKET_LEN {
+            let max_len = buffer
+                .max_packet_len
+                .map_or(MAXIMUM_PACKET_LEN, |m| m.min(MAXIMUM_PACKET_LEN));
+            if len > max_len {
                 return Err(Error::PacketSize(len));
             }
 

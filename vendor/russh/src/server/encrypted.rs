@@ -105,10 +105,30 @@ impl Session {
                 }
                 Ok(())
             }
+            // RFC 4253 §10 does not forbid asking for the service again,
+            // and clients do (paramiko asks before every authentication
+            // attempt). OpenSSH answers each request; ignoring it leaves
+            // such a client waiting forever. The authentication state
+            // (attempts so far, methods left) is kept, so asking again
+            // resets nothing.
+            (EncryptedState::WaitingAuthRequest(_), Some((&msg::SERVICE_REQUEST, mut r))) => {
+                let request = map_err!(String::decode(&mut r))?;
+                map_err!(ensure_end(&r))?;
+                debug!("repeated service request: {request:?}");
+                if request == "ssh-userauth" {
+                    push_packet!(enc.write, {
+                        enc.write.push(msg::SERVICE_ACCEPT);
+                        map_err!("ssh-userauth".encode(&mut enc.write))?;
+                    });
+                }
+                Ok(())
+            }
             (EncryptedState::WaitingAuthRequest(_), Some((&msg::USERAUTH_REQUEST, mut r))) => {
+                let first_attempt = self.common.auth_attempts == 0;
                 enc.server_read_auth_request(
                     rejection_wait_until,
                     initial_none_rejection_wait_until,
+                    first_attempt,
                     handler,
                     buf,
                     &mut r,
@@ -917,6 +937,7 @@ impl Encrypted {
         &mut self,
         mut until: Instant,
         initial_auth_until: Instant,
+        first_attempt: bool,
         handler: &mut H,
         original_packet: &[u8],
         r: &mut &[u8],
@@ -1031,6 +1052,14 @@ impl Encrypted {
                         auth_request.methods.remove(MethodKind::None);
                     }
                     reject_auth_request(until, &mut self.write, auth_request).await?;
+                    // The "none" probe that clients send first to learn the
+                    // methods is not an attempt, as in OpenSSH: otherwise a
+                    // client with `max_auth_attempts` keys is refused its
+                    // last one.
+                    if first_attempt {
+                        auth_request.rejection_count =
+                            auth_request.rejection_count.saturating_sub(1);
+                    }
                 }
                 Ok(())
             } else if method == "keyboard-interactive" {

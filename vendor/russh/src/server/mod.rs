@@ -83,6 +83,14 @@ pub struct Config {
     pub window_size: u32,
     /// The maximal size of a single packet.
     pub maximum_packet_size: u32,
+    /// The largest transport packet (`packet_length`) accepted before the
+    /// client has authenticated. A peer announcing a larger one is
+    /// disconnected before any buffer is allocated for it, so that
+    /// unauthenticated connections cost little memory each. The default is
+    /// RFC 4253's 35000 bytes, which every implementation must accept and
+    /// which no key exchange or authentication request of a real client
+    /// reaches.
+    pub maximum_pre_auth_packet_len: usize,
     /// Buffer size for each channel (a number of unprocessed messages to store before propagating backpressure to the TCP stream)
     pub channel_buffer_size: usize,
     /// Internal event buffer size
@@ -117,6 +125,7 @@ impl Default for Config {
             certificates: Vec::new(),
             window_size: 2097152,
             maximum_packet_size: 32768,
+            maximum_pre_auth_packet_len: 35000,
             channel_buffer_size: 100,
             event_buffer_size: 10,
             limits: Limits::default(),
@@ -145,6 +154,10 @@ impl Debug for Config {
             .field("certificates", &"***")
             .field("window_size", &self.window_size)
             .field("maximum_packet_size", &self.maximum_packet_size)
+            .field(
+                "maximum_pre_auth_packet_len",
+                &self.maximum_pre_auth_packet_len,
+            )
             .field("channel_buffer_size", &self.channel_buffer_size)
             .field("event_buffer_size", &self.event_buffer_size)
             .field("limits", &self.limits)

@@ -643,7 +643,8 @@ impl Session {
         map_err!(self.common.packet_writer.flush_into(&mut stream).await)?;
 
         let (stream_read, mut stream_write) = stream.split();
-        let buffer = SSHBuffer::new();
+        let mut buffer = SSHBuffer::new();
+        buffer.max_packet_len = Some(self.common.config.maximum_pre_auth_packet_len);
 
         // Allow handing out references to the cipher
         let mut opening_cipher = Box::new(clear::Key) as Box<dyn OpeningKey + Send>;
@@ -760,6 +761,9 @@ impl Session {
 
                             std::mem::swap(&mut opening_cipher, &mut self.common.remote_to_local);
                         }
+                    }
+                    if buffer.max_packet_len.is_some() && self.is_authenticated() {
+                        buffer.max_packet_len = None;
                     }
                     reading.set(start_reading(stream_read, buffer, opening_cipher));
                 }
@@ -935,6 +939,16 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Whether the client has authenticated (USERAUTH_SUCCESS was sent).
+    fn is_authenticated(&self) -> bool {
+        self.common.encrypted.as_ref().is_some_and(|enc| {
+            matches!(
+                enc.state,
+                EncryptedState::InitCompression | EncryptedState::Authenticated
+            )
+        })
     }
 
     /// `InitCompression` counts: USERAUTH_SUCCESS is flushed in that state and
