@@ -198,6 +198,12 @@ impl Admission {
         self.table().pending.len()
     }
 
+    /// How many connections were admitted since the start (a counter that
+    /// only grows).
+    pub fn admitted(&self) -> u64 {
+        self.table().next_id
+    }
+
     /// Registers a connection from `source`, dropping one pending
     /// connection first if the cap says so.
     pub fn admit(&self, source: IpAddr) -> Admit {

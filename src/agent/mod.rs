@@ -24,6 +24,7 @@ pub mod keys;
 pub mod kill;
 pub mod limits;
 pub mod logsafe;
+pub mod memory;
 pub mod passwd;
 pub mod server;
 pub mod session;
@@ -170,8 +171,9 @@ pub async fn run(args: AgentArgs) -> Result<i32, StartError> {
         out.flush().context("cannot write the announcement")?;
     }
 
+    let admission = Admission::new(max_startups);
     let gate = Gate {
-        admission: Admission::new(max_startups),
+        admission: admission.clone(),
         limits: max_startups,
         grace: (!args.login_grace_time.is_zero()).then_some(args.login_grace_time),
     };
@@ -182,6 +184,9 @@ pub async fn run(args: AgentArgs) -> Result<i32, StartError> {
         registry.clone(),
         gate,
     ));
+    let advised = memory::drop_code_pages();
+    tracing::debug!("asked the kernel to drop {advised} bytes of start-up code");
+    tokio::spawn(tidy_after_bursts(admission.clone()));
 
     let code = if args.command.is_empty() {
         wrapped::serve_until_signalled(parent).await?
@@ -190,6 +195,24 @@ pub async fn run(args: AgentArgs) -> Result<i32, StartError> {
     };
     registry.kill_everything();
     Ok(code)
+}
+
+/// After connections have come and no unauthenticated one is left, gives
+/// back the memory the burst left behind (see [`memory::trim`]). Checked
+/// every few seconds, so that a flood is tidied up soon after it ends
+/// while a quiet agent does nothing at all.
+async fn tidy_after_bursts(admission: Admission) {
+    let mut tidied_at = admission.admitted();
+    let mut every = tokio::time::interval(Duration::from_secs(3));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let admitted = admission.admitted();
+        if admitted != tidied_at && admission.pending() == 0 {
+            memory::trim();
+            tidied_at = admitted;
+        }
+    }
 }
 
 /// What stands between a new TCP connection and an SSH session.

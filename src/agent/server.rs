@@ -23,10 +23,10 @@ use super::status::{LINGER_SUBSYSTEM, STATUS_SUBSYSTEM};
 /// OpenSSH's default `MaxAuthTries` (the first `none` probe is free, as
 /// there; see vendor/russh/PORTHOLE-PATCHES.md).
 const MAX_AUTH_ATTEMPTS: usize = 6;
-/// What a rejected key costs the client: about what sshd charges here
-/// (0.2-0.3 s). Keys cannot be guessed, so a longer wait only slows the
-/// owner whose agent holds several keys.
-const AUTH_REJECTION_TIME: Duration = Duration::from_millis(200);
+/// What a rejected key costs the client: no more than sshd charges (0.1 s
+/// a key here, `benches/agent_flood.rs`). Keys cannot be guessed, so a
+/// longer wait only slows the owner whose ssh-agent holds several keys.
+const AUTH_REJECTION_TIME: Duration = Duration::from_millis(100);
 /// The largest packet an unauthenticated client may send (RFC 4253's
 /// minimum). A larger one closes the connection before any buffer is
 /// allocated for it.

@@ -848,6 +848,12 @@ impl Sshd {
     /// Starts `sshd` (path from `require_peer("sshd")`) accepting
     /// `authorized` (public key lines).
     pub fn start(sshd: &Path, authorized: &[&str]) -> Sshd {
+        Sshd::start_with(sshd, authorized, "")
+    }
+
+    /// [`Sshd::start`] with `extra` lines appended to its `sshd_config`
+    /// (options it does not set already, such as `LoginGraceTime 20`).
+    pub fn start_with(sshd: &Path, authorized: &[&str], extra: &str) -> Sshd {
         std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
         let dir = temp_dir();
         let host_key = KeyPair::generate(dir.path(), KeyKind::Ed25519);
@@ -877,7 +883,8 @@ impl Sshd {
                  PermitRootLogin prohibit-password\n\
                  AllowTcpForwarding yes\n\
                  PubkeyAuthentication yes\n\
-                 LogLevel ERROR\n",
+                 LogLevel ERROR\n\
+                 {extra}\n",
                 host = host_key.private_path().display(),
                 ak = authorized_keys.display(),
                 pid = dir.path().join("sshd.pid").display(),
@@ -922,6 +929,11 @@ impl Sshd {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The listening (parent) sshd's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn host_key(&self) -> &KeyPair {
