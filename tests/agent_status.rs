@@ -193,6 +193,12 @@ fn linger_extend_moves_the_deadline() {
     let answer: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("the answer is not JSON ({e}): {}", show(&out)));
     assert!(answer.is_object(), "{answer:#}");
+    // The answer says how long is left now, not the old 3 s.
+    let left = answer["linger"]["remaining_secs"].as_u64();
+    assert!(
+        left.is_some_and(|s| (3590..=3600).contains(&s)),
+        "{answer:#}"
+    );
     // Well past the original 3 s linger the agent still serves.
     let doc = status(&p.ssh, &agent, &key);
     assert!(doc["linger"].is_object(), "{doc:#}");
@@ -230,4 +236,27 @@ fn linger_bad_request_answers_on_stderr_with_status_2() {
         );
     }
     assert!(agent.try_exit().is_none(), "{}", agent.dump());
+}
+
+#[test]
+fn pty_sessions_are_told_a_minute_before_the_linger_ends() {
+    let Some(p) = require_ssh_peers() else { return };
+    let dir = temp_dir();
+    let key = KeyPair::generate(dir.path(), KeyKind::Ed25519);
+    // The command ends after 2 s; the notice is due 1 s after that.
+    let agent = Agent::with_key(&key, &["--linger", "61s", "--", "sleep", "2"]);
+    let mut cmd = agent.ssh(&p.ssh, &key);
+    cmd.arg("-tt").arg("sleep 6");
+    let out = run_with_timeout(&mut cmd, T);
+    let text = stdout_of(&out);
+    assert!(
+        text.contains("*** porthole-agent: this SSH server stops in 1m"),
+        "{}\n{}",
+        show(&out),
+        agent.dump()
+    );
+    assert!(text.contains("porthole linger EXEC extend 1h"), "{text}");
+    // Commands without a PTY are not written into.
+    let out = run_with_timeout(agent.ssh(&p.ssh, &key).arg("echo plain"), T);
+    assert_eq!(stdout_of(&out), "plain\n", "{}", show(&out));
 }

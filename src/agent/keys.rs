@@ -20,6 +20,17 @@ impl AuthorizedKeys {
     /// skipped and reported in `warnings` (with `origin` and line number):
     /// a typo in one line must not lock everyone out, nor crash the agent.
     pub fn add_text(&mut self, origin: &str, text: &str, warnings: &mut Vec<String>) {
+        // A private key where the public half belongs is a mistake worth
+        // one clear line, not one "not a public key" per base64 line, and
+        // its contents must not be echoed.
+        if text.contains("-----BEGIN") && text.contains("PRIVATE KEY-----") {
+            warnings.push(format!(
+                "{origin} holds a private key, not public key lines; skipped: pass the \
+                 public half (the .pub file, or `ssh-keygen -y -f KEY`) and keep the \
+                 private key off this machine"
+            ));
+            return;
+        }
         for (index, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -108,6 +119,20 @@ mod tests {
         assert_eq!(keys.len(), 1, "duplicates count once");
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].starts_with("keys:3:"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_private_key_is_named_in_one_line_and_not_echoed() {
+        let mut keys = AuthorizedKeys::default();
+        let mut warnings = Vec::new();
+        let text =
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n\
+                    AAAAAAAAAABAAAAMwAAAAtzc2gtZWQyNTUxOQ\n-----END OPENSSH PRIVATE KEY-----\n";
+        keys.add_text("/root/.ssh/id_ed25519", text, &mut warnings);
+        assert!(keys.is_empty());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("holds a private key"), "{warnings:?}");
+        assert!(!warnings[0].contains("b3BlbnNz"), "{warnings:?}");
     }
 
     #[test]

@@ -131,6 +131,8 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut running: Option<Running> = None;
     let mut linger_input: Option<Vec<u8>> = None;
+    // Subscribed when a PTY session starts: a person reads it.
+    let mut notices: Option<tokio::sync::broadcast::Receiver<String>> = None;
 
     loop {
         let msg = match running.as_mut() {
@@ -140,6 +142,11 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
                     let exit = exit.unwrap_or(Exit::Status(1));
                     finish(&tx, &ctx.handle, id, exit).await;
                     break;
+                }
+                Some(notice) = next_notice(&mut notices) => {
+                    let text = format!("\r\n*** {notice} ***\r\n");
+                    let _ = tx.data_bytes(Bytes::from(text)).await;
+                    continue;
                 }
             },
             None => rx.wait().await,
@@ -174,6 +181,9 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
                 };
                 match start(&ctx, &tx, pty.as_ref(), &env, command.as_deref()) {
                     Ok(r) => {
+                        if pty.is_some() {
+                            notices = Some(ctx.state.notices());
+                        }
                         ctx.groups.register(id, r.pgid);
                         running = Some(r);
                     }
@@ -248,6 +258,25 @@ pub async fn run(channel: Channel<Msg>, ctx: SessionContext) {
         }
     }
     ctx.groups.kill(id);
+}
+
+/// The next notice for a PTY session; pending forever without one.
+async fn next_notice(
+    notices: &mut Option<tokio::sync::broadcast::Receiver<String>>,
+) -> Option<String> {
+    let Some(rx) = notices.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        match rx.recv().await {
+            Ok(notice) => return Some(notice),
+            // Missed some: the latest still says what matters.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                return std::future::pending().await
+            }
+        }
+    }
 }
 
 fn clamp(v: u32) -> u16 {

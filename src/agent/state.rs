@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 /// The wrapped command as the status subsystem reports it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -63,6 +63,8 @@ pub struct AgentState {
     started: Instant,
     ssh_port: u16,
     lifecycle: watch::Sender<Lifecycle>,
+    /// Lines for the people in PTY sessions (the linger's end is near).
+    notices: broadcast::Sender<String>,
 }
 
 impl AgentState {
@@ -82,6 +84,7 @@ impl AgentState {
             started: Instant::now(),
             ssh_port,
             lifecycle: watch::Sender::new(lifecycle),
+            notices: broadcast::Sender::new(4),
         }
     }
 
@@ -103,6 +106,17 @@ impl AgentState {
     /// Watches the lifecycle for changes.
     pub fn subscribe(&self) -> watch::Receiver<Lifecycle> {
         self.lifecycle.subscribe()
+    }
+
+    /// Shows `line` in every open PTY session, as `wall` would.
+    pub fn notify_sessions(&self, line: String) {
+        // No receiver means no PTY session is open: nobody to tell.
+        let _ = self.notices.send(line);
+    }
+
+    /// Notices for one PTY session, from now on.
+    pub fn notices(&self) -> broadcast::Receiver<String> {
+        self.notices.subscribe()
     }
 
     /// Records that the command started with `pid`.

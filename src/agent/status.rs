@@ -29,6 +29,8 @@ pub struct LingerInfo {
     pub secs: Option<u64>,
     /// When the agent stops (RFC 3339), once the command has ended.
     pub deadline: Option<String>,
+    /// Seconds left until then, once the command has ended.
+    pub remaining_secs: Option<u64>,
 }
 
 /// The whole status document.
@@ -61,6 +63,11 @@ pub fn snapshot(state: &AgentState) -> Status {
             // Before 1970 cannot happen for a deadline in the future.
             let wall = wall.max(UNIX_EPOCH);
             humantime::format_rfc3339_seconds(wall).to_string()
+        }),
+        remaining_secs: life.deadline.map(|(at, _)| {
+            // Rounded up: "0" only once it is over.
+            let left = at.saturating_duration_since(std::time::Instant::now());
+            left.as_secs() + u64::from(left.subsec_nanos() > 0)
         }),
     });
     let mut listening: Vec<Listening> = ["/proc/net/tcp", "/proc/net/tcp6"]

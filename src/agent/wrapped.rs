@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use nix::sys::signal::{killpg, Signal};
@@ -15,6 +15,9 @@ use super::state::AgentState;
 
 /// After a release over SSH, time for the answer to reach the client.
 const RELEASE_FLUSH: Duration = Duration::from_millis(300);
+
+/// How long before the linger ends the people in shells are told.
+const LINGER_WARNING: Duration = Duration::from_secs(60);
 
 /// Exit code as a shell reports it: the code, or 128+N for signal N.
 pub fn exit_code(status: ExitStatus) -> i32 {
@@ -142,8 +145,23 @@ async fn linger(state: &AgentState, code: i32, signals: &mut StopSignals) {
         rfc3339(wall)
     );
     let mut changes = state.subscribe();
+    // The people in shells are told once per deadline, a minute before.
+    let mut warned_for = None;
     loop {
+        let warn_at = at.checked_sub(LINGER_WARNING).unwrap_or(at);
+        let warn = warned_for != Some(at);
         tokio::select! {
+            _ = tokio::time::sleep_until(warn_at.into()), if warn => {
+                warned_for = Some(at);
+                let left = at.saturating_duration_since(Instant::now());
+                state.notify_sessions(format!(
+                    "porthole-agent: this SSH server stops in {} (at {} UTC), when the linger \
+                     ends; `porthole linger EXEC extend 1h` keeps it up",
+                    humantime::format_duration(Duration::from_secs(left.as_secs_f64().round() as u64)),
+                    rfc3339(SystemTime::now() + left),
+                ));
+                continue;
+            }
             _ = tokio::time::sleep_until(at.into()) => {}
             changed = changes.changed() => {
                 if changed.is_err() {
