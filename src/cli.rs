@@ -131,6 +131,23 @@ pub enum Command {
         #[command(flatten)]
         source: SourceArgs,
     },
+    /// Keep an execution's SSH server up longer after its command ended
+    /// (`extend 1h`), or let it stop now (`release`).
+    Linger {
+        /// Execution counter or id, or `[user@]host:port`.
+        #[arg(value_name = "EXEC")]
+        target: String,
+        /// `extend DURATION` (e.g. `extend 1h`: at least that long from
+        /// now) or `release`.
+        #[arg(required = true, num_args = 1..=2, value_name = "extend DURATION|release")]
+        request: Vec<String>,
+        /// How to connect.
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// Where executions come from.
+        #[command(flatten)]
+        source: SourceArgs,
+    },
     /// Create porthole's default ed25519 key and print its public line.
     Keygen {
         /// Replace an existing key.

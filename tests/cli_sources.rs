@@ -127,3 +127,59 @@ fn run_then_exec_finds_the_execution_through_its_log() {
         common::show(&out)
     );
 }
+
+#[test]
+fn linger_extend_and_release_reach_the_agent_of_an_execution() {
+    let Some(_) = common::require_peer("sh") else {
+        return;
+    };
+    let dir = common::temp_dir();
+    let _serve = ServeGuard(dir.path().join("data"));
+    let out = common::run_with_timeout(
+        porthole(dir.path()).args(["run", "--linger", "10m", "--", "sh", "-c", "exit 3"]),
+        LIMIT,
+    );
+    assert!(out.status.success(), "{}", common::show(&out));
+    // The command ends at once; the agent lingers.
+    let mut answer = None;
+    let found = common::wait_until(common::deadline_in(Duration::from_secs(20)), || {
+        let out = common::run_with_timeout(
+            porthole(dir.path()).args(["linger", "1", "extend", "1h"]),
+            LIMIT,
+        );
+        let ok = out.status.success() && common::stdout_of(&out).contains("until");
+        answer = Some(out);
+        ok
+    });
+    let out = answer.expect("tried");
+    assert!(found, "{}", common::show(&out));
+    let text = common::stdout_of(&out);
+    assert!(
+        text.starts_with("execution #1: SSH stays up until ") && text.contains("left)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(1h left)") || text.contains("(59m"),
+        "{text}"
+    );
+
+    let bad = common::run_with_timeout(
+        porthole(dir.path()).args(["linger", "1", "extend", "soon"]),
+        LIMIT,
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", common::show(&bad));
+    assert!(
+        common::stderr_of(&bad).contains("`soon` is not a duration"),
+        "{}",
+        common::show(&bad)
+    );
+
+    let out =
+        common::run_with_timeout(porthole(dir.path()).args(["linger", "1", "release"]), LIMIT);
+    assert!(out.status.success(), "{}", common::show(&out));
+    assert!(
+        common::stdout_of(&out).contains("linger released"),
+        "{}",
+        common::show(&out)
+    );
+}

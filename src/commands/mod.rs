@@ -3,6 +3,7 @@
 
 pub mod executions;
 pub mod keygen;
+pub mod linger;
 pub mod prompt;
 pub mod source;
 
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 
+use crate::agent::state::LingerRequest;
 use crate::cli::{Command, ConnectArgs, SourceArgs};
 use crate::config::Paths;
 use crate::ssh::identity::AuthOptions;
@@ -23,6 +25,9 @@ use crate::ssh::{self, ConnectOptions, Target};
 /// Exit code for porthole's own failures (connection, trust, keys), as
 /// OpenSSH's client uses 255.
 pub const FAILURE: i32 = 255;
+
+/// Exit code for a command line that makes no sense, as clap uses.
+pub const USAGE: i32 = 2;
 
 /// Runs one headless command.
 pub async fn run(command: Command) -> anyhow::Result<i32> {
@@ -107,6 +112,23 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
             source,
         } => executions::logs(&paths, &source, &exec, follow).await,
         Command::Stop { exec, source } => executions::stop(&paths, &source, &exec).await,
+        Command::Linger {
+            target,
+            request,
+            connect,
+            source,
+        } => {
+            let request = match LingerRequest::parse(&request.join(" ")) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("porthole: {e}");
+                    return Ok(USAGE);
+                }
+            };
+            let (resolved, opts) = prepare(&target, &connect, &source, &paths).await?;
+            let session = ssh::connect(&resolved, &opts).await?;
+            linger::request(&session, &target, request).await
+        }
     }
 }
 

@@ -114,6 +114,34 @@ async fn write(to: &mut (impl AsyncWrite + Unpin), data: &Bytes) {
     let _ = to.write_all(data).await;
 }
 
+/// Sends `input` to the subsystem `name` (then EOF) and collects its
+/// answer: (exit, stdout, stderr).
+pub async fn subsystem(
+    session: &Session,
+    name: &str,
+    input: &[u8],
+) -> Result<(RemoteExit, Vec<u8>, Vec<u8>), SshError> {
+    let channel = session.handle.channel_open_session().await?;
+    channel.request_subsystem(true, name).await?;
+    channel.data(input).await?;
+    channel.eof().await?;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut exit = RemoteExit::Unknown;
+    let mut channel = channel;
+    while let Some(msg) = channel.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => out.extend_from_slice(&data),
+            ChannelMsg::ExtendedData { data, ext: 1 } => err.extend_from_slice(&data),
+            ChannelMsg::ExitStatus { exit_status } => exit = RemoteExit::Code(exit_status),
+            // A server without the subsystem refuses the request.
+            ChannelMsg::Failure => break,
+            ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    Ok((exit, out, err))
+}
+
 /// Collects a command's whole output: (exit, stdout, stderr).
 pub async fn capture(
     session: &Session,
