@@ -29,6 +29,29 @@ pub struct Cli {
     pub source: SourceArgs,
 }
 
+/// What `list --status` takes: Valohai's statuses, and `incomplete` for
+/// every one not finished.
+pub const STATUSES: [&str; 10] = [
+    "incomplete",
+    "created",
+    "queued",
+    "started",
+    "stopping",
+    "stopping_hard",
+    "complete",
+    "error",
+    "crashed",
+    "stopped",
+];
+
+/// A duration as `30m` or `1h30m`, kept as written; a usage error (exit 2)
+/// otherwise.
+fn parse_duration_arg(s: &str) -> Result<String, String> {
+    humantime::parse_duration(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("not a duration ({e}); try 30m or 1h"))
+}
+
 /// The headless commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -92,7 +115,7 @@ pub enum Command {
         #[arg(long)]
         title: Option<String>,
         /// Keep SSH up this long after the command ends (e.g. 30m).
-        #[arg(long, value_name = "DURATION")]
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
         linger: Option<String>,
         /// The command and its arguments (after `--`).
         #[arg(last = true, required = true, value_name = "CMD")]
@@ -104,7 +127,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Only these statuses (repeatable; `incomplete` = not finished).
-        #[arg(long = "status", value_name = "STATUS")]
+        #[arg(long = "status", value_name = "STATUS", value_parser = STATUSES)]
         statuses: Vec<String>,
         /// Where executions come from.
         #[command(flatten)]

@@ -183,3 +183,29 @@ fn linger_extend_and_release_reach_the_agent_of_an_execution() {
         common::show(&out)
     );
 }
+
+#[test]
+fn usage_errors_exit_2_and_say_what_is_valid() {
+    let dir = common::temp_dir();
+    let out = common::run_with_timeout(
+        porthole(dir.path()).args(["list", "--status", "bogus"]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", common::show(&out));
+    let err = common::stderr_of(&out);
+    assert!(
+        err.contains("bogus") && err.contains("incomplete") && err.contains("stopped"),
+        "{}",
+        common::show(&out)
+    );
+    let out = common::run_with_timeout(
+        porthole(dir.path()).args(["run", "--linger", "5x", "--", "true"]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", common::show(&out));
+    assert!(
+        common::stderr_of(&out).contains("not a duration"),
+        "{}",
+        common::show(&out)
+    );
+}

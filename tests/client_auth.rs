@@ -49,35 +49,44 @@ fn an_encrypted_key_asks_for_its_passphrase_on_the_terminal() {
         Some(key_path),
         "echo secret-$((6*7))",
     ));
-    // A wrong passphrase first, then the right one.
+    // Three tries, as OpenSSH gives: a wrong passphrase, then the right one
+    // in the same run; then a run with three wrong ones.
     let line =
         format!("{run}; echo \"first exited with $?\"; {run}; echo \"second exited with $?\"");
     let tmux = Tmux::start(&line);
     tmux.wait_for(&format!("Passphrase for {key_path}: "));
     tmux.type_text("not the passphrase");
     tmux.enter();
-    let pane = tmux.wait_for("first exited with 255");
-    assert!(pane.contains("wrong passphrase"), "{pane}");
-    let pane = poll_prompt(&tmux, 2);
-    assert!(
-        !pane.contains("not the passphrase"),
-        "the passphrase was echoed:\n{pane}"
-    );
+    tmux.wait_for(&format!("Bad passphrase, try again for {key_path}: "));
     tmux.type_text(PASSPHRASE);
     tmux.enter();
-    let pane = tmux.wait_for("second exited with 0");
+    let pane = tmux.wait_for("first exited with 0");
     assert!(pane.contains("secret-42"), "{pane}");
+    for n in 1..=3 {
+        poll_prompt(&tmux, 2 + n);
+        tmux.type_text("still not it");
+        tmux.enter();
+    }
+    let pane = tmux.wait_for("second exited with 255");
+    assert!(pane.contains("wrong passphrase"), "{pane}");
+    assert!(
+        !pane.contains("not the passphrase") && !pane.contains("still not it"),
+        "a passphrase was echoed:\n{pane}"
+    );
     assert!(
         !pane.contains(PASSPHRASE),
         "the passphrase was echoed:\n{pane}"
     );
 }
 
-/// Waits until the pane shows the passphrase prompt `n` times.
+/// Waits until the pane shows a passphrase prompt (first or retry) `n`
+/// times.
 fn poll_prompt(tmux: &Tmux, n: usize) -> String {
     common::porthole_cli::poll_until(common::porthole_cli::DEADLINE, || {
         let pane = tmux.capture();
-        (pane.matches("Passphrase for ").count() >= n).then_some(pane)
+        let prompts =
+            pane.matches("Passphrase for ").count() + pane.matches("try again for ").count();
+        (prompts >= n).then_some(pane)
     })
     .unwrap_or_else(|| panic!("prompt {n} never came:\n{}", tmux.capture()))
 }
@@ -249,4 +258,42 @@ fn the_console_checks_its_key_before_it_opens() {
         !p.data_dir.join("control").exists(),
         "a control plane was started"
     );
+}
+
+#[test]
+fn the_public_half_given_with_i_is_named_and_a_refused_key_prints_its_line() {
+    if require_peer("ssh-keygen").is_none() {
+        return;
+    }
+    let p = Porthole::new();
+    let key = KeyPair::generate(p.scratch(), KeyKind::Ed25519);
+    let (agent, target) = agent_for(&key);
+
+    let public = key.public_path().to_str().expect("utf-8 path");
+    let o = p.run(&exec_args(&target, &agent, Some(public), "echo ran"));
+    assert_eq!(o.code(), 255, "{}", o.describe());
+    assert!(
+        o.stderr.contains(&format!(
+            "{public} is the public half of a key; pass the private key {}",
+            key.private_path().display()
+        )),
+        "{}",
+        o.describe()
+    );
+    assert!(!o.stderr.contains("chmod"), "{}", o.describe());
+
+    // A key the agent does not know: the error names it and prints the
+    // line that would let it in.
+    let other = KeyPair::generate(p.scratch(), KeyKind::Ed25519);
+    let other_path = other.private_path().to_str().expect("utf-8 path");
+    let o = p.run(&exec_args(&target, &agent, Some(other_path), "echo ran"));
+    assert_eq!(o.code(), 255, "{}", o.describe());
+    assert!(o.stderr.contains(other_path), "{}", o.describe());
+    let line = other
+        .public_line()
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(o.stderr.contains(&line), "{}", o.describe());
 }

@@ -1,6 +1,6 @@
-//! `porthole keygen`: a 0600 ed25519 key and its `.pub`, no overwrite
-//! without `--force`, and the key then authenticates as porthole's
-//! default key (no `-i`).
+//! `porthole keygen`: a 0600 ed25519 key and its `.pub`; asked again it
+//! prints the existing key's line and keeps it (no overwrite without
+//! `--force`); the key then authenticates as porthole's default key.
 
 mod common;
 
@@ -18,7 +18,7 @@ fn mode(path: &std::path::Path) -> u32 {
 }
 
 #[test]
-fn keygen_creates_refuses_to_overwrite_and_the_key_authenticates() {
+fn keygen_creates_keeps_an_existing_key_and_the_key_authenticates() {
     let p = Porthole::new();
     let key = p.default_key();
     let public = key.with_extension("pub");
@@ -38,10 +38,15 @@ fn keygen_creates_refuses_to_overwrite_and_the_key_authenticates() {
     let private = std::fs::read(&key).expect("private key");
     assert!(String::from_utf8_lossy(&private).starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
 
+    // Asked again, it prints the same public line and keeps the key.
     let o = p.run(&["keygen"]);
-    assert_eq!(o.code(), 255, "refuses to overwrite\n{}", o.describe());
-    assert!(o.stderr.contains("--force"), "{}", o.describe());
-    assert!(o.stdout.is_empty(), "{}", o.describe());
+    assert_eq!(o.code(), 0, "{}", o.describe());
+    assert_eq!(o.stdout.trim(), line, "{}", o.describe());
+    assert!(
+        o.stderr.contains("kept") && o.stderr.contains("--force"),
+        "{}",
+        o.describe()
+    );
     assert_eq!(
         std::fs::read(&key).expect("key"),
         private,

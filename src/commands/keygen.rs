@@ -16,6 +16,26 @@ pub fn create(path: &Path, force: bool) -> anyhow::Result<String> {
             path.display()
         );
     }
+    generate(path)
+}
+
+/// The public line of the key at `path`, read from its `.pub` file, or
+/// derived from the private key when that file is missing.
+pub fn public_line(path: &Path) -> anyhow::Result<String> {
+    let pub_path = path.with_extension("pub");
+    if let Ok(text) = std::fs::read_to_string(&pub_path) {
+        if let Some(line) = text.lines().map(str::trim).find(|l| !l.is_empty()) {
+            return Ok(line.to_string());
+        }
+    }
+    let key = russh::keys::load_secret_key(path, None)
+        .with_context(|| format!("cannot read the key {}", path.display()))?;
+    key.public_key()
+        .to_openssh()
+        .context("cannot encode the public key")
+}
+
+fn generate(path: &Path) -> anyhow::Result<String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

@@ -35,6 +35,18 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Keygen { force } => {
             let path = paths.default_key();
+            if path.exists() && !force {
+                // Asking again for the line to paste is the common case:
+                // answer it, and keep the key that is authorized already.
+                let public = keygen::public_line(&path)?;
+                eprintln!(
+                    "porthole: {} exists; kept (--force makes a new one, and the old one then \
+                     stops working wherever it was authorized)",
+                    path.display()
+                );
+                println!("{public}");
+                return Ok(0);
+            }
             let public = keygen::create(&path, force)?;
             eprintln!(
                 "porthole: wrote {} and {}.pub",

@@ -118,6 +118,14 @@ pub enum AuthError {
         /// The key file.
         path: String,
     },
+    /// The public half was given where the private key belongs.
+    #[error("{path} is the public half of a key; pass the private key{hint}")]
+    PublicHalf {
+        /// The file given.
+        path: String,
+        /// ` PATH` when the private key is beside it, else empty.
+        hint: String,
+    },
     /// Not a key file porthole can read.
     #[error("cannot read private key {path}: {reason}")]
     Unreadable {
@@ -131,12 +139,34 @@ pub enum AuthError {
     NoAcceptedKey {
         /// What was offered.
         tried: String,
-        /// What to do.
-        hint: &'static str,
+        /// What to do: the public line to authorize, when a key file was
+        /// offered.
+        hint: String,
     },
     /// The connection failed during authentication.
     #[error("authentication failed: {0}")]
     Protocol(#[from] russh::Error),
+}
+
+/// How many passphrases are asked before giving up, as OpenSSH.
+const PASSPHRASE_TRIES: usize = 3;
+
+/// Whether `path` holds an OpenSSH public key line (the `.pub` half).
+fn is_public_key_file(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut head = [0u8; 512];
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&head[..n]);
+    let first = text.lines().next().unwrap_or("").trim();
+    first
+        .split_whitespace()
+        .nth(1)
+        .is_some_and(|b64| b64.starts_with("AAAA"))
+        && ["ssh-", "ecdsa-", "sk-"]
+            .iter()
+            .any(|p| first.starts_with(p))
 }
 
 /// Reads a private key file, refusing loose permissions and asking for a
@@ -147,6 +177,17 @@ pub fn load_key_file(path: &Path, ask: Option<&AskSecret>) -> Result<PrivateKey,
         path: shown.clone(),
         reason: e.to_string(),
     })?;
+    // Before the permission check: a .pub file is 0644 on purpose, and
+    // "chmod 600" would be the wrong advice.
+    if is_public_key_file(path) {
+        let private = path.with_extension("");
+        let hint = if path.extension().is_some_and(|e| e == "pub") && private.is_file() {
+            format!(" {}", private.display())
+        } else {
+            String::new()
+        };
+        return Err(AuthError::PublicHalf { path: shown, hint });
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(AuthError::LoosePermissions { path: shown, mode });
@@ -154,12 +195,21 @@ pub fn load_key_file(path: &Path, ask: Option<&AskSecret>) -> Result<PrivateKey,
     match russh::keys::load_secret_key(path, None) {
         Ok(key) => Ok(key),
         Err(russh::keys::Error::KeyIsEncrypted) => {
-            let Some(passphrase) = ask.and_then(|ask| ask(&format!("Passphrase for {shown}: ")))
-            else {
+            let Some(ask) = ask else {
                 return Err(AuthError::NeedsPassphrase { path: shown });
             };
-            russh::keys::load_secret_key(path, Some(&passphrase))
-                .map_err(|_| AuthError::BadPassphrase { path: shown })
+            // Three tries, as OpenSSH gives, with its wording.
+            let mut prompt = format!("Passphrase for {shown}: ");
+            for _ in 0..PASSPHRASE_TRIES {
+                let Some(passphrase) = ask(&prompt) else {
+                    return Err(AuthError::NeedsPassphrase { path: shown });
+                };
+                if let Ok(key) = russh::keys::load_secret_key(path, Some(&passphrase)) {
+                    return Ok(key);
+                }
+                prompt = format!("Bad passphrase, try again for {shown}: ");
+            }
+            Err(AuthError::BadPassphrase { path: shown })
         }
         Err(e) => Err(AuthError::Unreadable {
             path: shown,
@@ -177,13 +227,16 @@ pub async fn authenticate<H: Handler>(
     let rsa_hash = handle.best_supported_rsa_hash().await?.flatten();
     let mut tried = Vec::new();
 
+    // The first key file offered: the one to authorize if none gets in.
+    let mut first_file: Option<Arc<PrivateKey>> = None;
+
     if let Some(path) = &opts.key_file {
         let key = opts.key(path)?;
         tried.push(path.display().to_string());
-        if try_key(handle, user, key, rsa_hash).await? {
+        if try_key(handle, user, key.clone(), rsa_hash).await? {
             return Ok(());
         }
-        return Err(no_key(tried));
+        return Err(no_key(tried, Some(&key)));
     }
 
     if opts.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
@@ -224,6 +277,7 @@ pub async fn authenticate<H: Handler>(
     if let Some(path) = opts.default_key.as_ref().filter(|p| p.exists()) {
         let key = opts.key(path)?;
         tried.push(path.display().to_string());
+        first_file.get_or_insert_with(|| key.clone());
         if try_key(handle, user, key, rsa_hash).await? {
             return Ok(());
         }
@@ -236,6 +290,7 @@ pub async fn authenticate<H: Handler>(
         match opts.key(path) {
             Ok(key) => {
                 tried.push(path.display().to_string());
+                first_file.get_or_insert_with(|| key.clone());
                 if try_key(handle, user, key, rsa_hash).await? {
                     return Ok(());
                 }
@@ -246,7 +301,7 @@ pub async fn authenticate<H: Handler>(
             }
         }
     }
-    Err(no_key(tried))
+    Err(no_key(tried, first_file.as_deref()))
 }
 
 async fn try_key<H: Handler>(
@@ -278,16 +333,23 @@ fn skip_reason(e: &AuthError) -> String {
     }
 }
 
-fn no_key(tried: Vec<String>) -> AuthError {
+fn no_key(tried: Vec<String>, offered: Option<&PrivateKey>) -> AuthError {
     let tried = if tried.is_empty() {
         "none".to_string()
     } else {
         tried.join(", ")
     };
-    AuthError::NoAcceptedKey {
-        tried,
-        hint: "pass -i KEY, load the key into ssh-agent, or create porthole's key with `porthole keygen`",
-    }
+    let line = offered.and_then(|k| k.public_key().to_openssh().ok());
+    let hint = match line {
+        Some(line) => format!(
+            "to let this key in, add its public line to the agent (porthole-agent \
+             --authorized-key, PORTHOLE_AUTHORIZED_KEYS, or the platform's SSH key field):\n  {line}"
+        ),
+        None => "pass -i KEY, load the key into ssh-agent, or create porthole's key with \
+                 `porthole keygen`"
+            .to_string(),
+    };
+    AuthError::NoAcceptedKey { tried, hint }
 }
 
 #[cfg(test)]
@@ -310,6 +372,26 @@ mod tests {
     }
 
     #[test]
+    fn the_public_half_is_named_as_such_not_chmod() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let private = dir.path().join("id_ed25519");
+        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).expect("key");
+        key.write_openssh_file(&private, LineEnding::LF)
+            .expect("written");
+        let public = dir.path().join("id_ed25519.pub");
+        std::fs::write(&public, key.public_key().to_openssh().expect("encoded")).expect("pub");
+        std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = load_key_file(&public, None).expect_err("a public key loaded as private");
+        let text = err.to_string();
+        assert!(text.contains("is the public half"), "{text}");
+        assert!(
+            text.ends_with(&format!("pass the private key {}", private.display())),
+            "{text}"
+        );
+        assert!(!text.contains("chmod"), "{text}");
+    }
+
+    #[test]
     fn encrypted_keys_need_the_right_passphrase() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("key");
@@ -323,11 +405,30 @@ mod tests {
             load_key_file(&path, None),
             Err(AuthError::NeedsPassphrase { .. })
         ));
-        let wrong: AskSecret = Arc::new(|_| Some("nope".into()));
+        let asked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let log = asked.clone();
+        let wrong: AskSecret = Arc::new(move |prompt| {
+            log.lock().expect("log").push(prompt.to_string());
+            Some("nope".into())
+        });
         assert!(matches!(
             load_key_file(&path, Some(&wrong)),
             Err(AuthError::BadPassphrase { .. })
         ));
+        let prompts = asked.lock().expect("log").clone();
+        assert_eq!(prompts.len(), 3, "three tries, as OpenSSH: {prompts:?}");
+        assert!(
+            prompts[1].starts_with("Bad passphrase, try again for "),
+            "{prompts:?}"
+        );
+        // A mistake, then the right one, in the same load.
+        let tries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = tries.clone();
+        let second_right: AskSecret = Arc::new(move |_| {
+            let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Some(if n == 0 { "typo" } else { "s3cret" }.into())
+        });
+        load_key_file(&path, Some(&second_right)).expect("decrypted on the second try");
         let right: AskSecret = Arc::new(|_| Some("s3cret".into()));
         load_key_file(&path, Some(&right)).expect("decrypted");
     }
