@@ -86,6 +86,19 @@ fn run_then_exec_finds_the_execution_through_its_log() {
     );
     assert_eq!(common::stdout_of(&out), "ok\n", "{}", common::show(&out));
     assert_eq!(out.status.code(), Some(0));
+    // `#1` and `latest` name it too.
+    for name in ["#1", "latest"] {
+        let out = common::run_with_timeout(
+            porthole(dir.path()).args(["exec", name, "--", "echo", "ok"]),
+            LIMIT,
+        );
+        assert_eq!(
+            common::stdout_of(&out),
+            "ok\n",
+            "{name}: {}",
+            common::show(&out)
+        );
+    }
     let out = common::run_with_timeout(
         porthole(dir.path()).args(["exec", "1", "--", "exit 3"]),
         LIMIT,
@@ -122,7 +135,16 @@ fn run_then_exec_finds_the_execution_through_its_log() {
     );
     assert_eq!(out.status.code(), Some(255));
     assert!(
-        common::stderr_of(&out).contains("not found"),
+        common::stderr_of(&out).contains("no execution #42 (newest is #1; see porthole list)"),
+        "{}",
+        common::show(&out)
+    );
+    // Stopping it again says it had already finished.
+    let out = common::run_with_timeout(porthole(dir.path()).args(["stop", "#1"]), LIMIT);
+    assert!(out.status.success(), "{}", common::show(&out));
+    assert_eq!(
+        common::stdout_of(&out),
+        "execution #1 had already finished: stopped\n",
         "{}",
         common::show(&out)
     );

@@ -52,6 +52,8 @@ pub async fn run(
     let cwd = std::env::current_dir()
         .ok()
         .map(|d| d.display().to_string());
+    // Untitled, it is known by its command, as `docker ps` shows it.
+    let title = title.or_else(|| Some(command_title(&command)));
     let execution = client
         .create(&CreateExecution {
             project: Some(source::LOCAL_PROJECT.into()),
@@ -69,6 +71,18 @@ pub async fn run(
     eprintln!("  log:    porthole logs {} --follow", execution.counter);
     eprintln!("  shell:  porthole shell {}", execution.counter);
     Ok(0)
+}
+
+/// A title made of the command line, cut to a list's width.
+fn command_title(command: &[String]) -> String {
+    const MAX: usize = 60;
+    let line = command.join(" ");
+    if line.chars().count() <= MAX {
+        line
+    } else {
+        let cut: String = line.chars().take(MAX - 1).collect();
+        format!("{cut}…")
+    }
 }
 
 /// `porthole list`.
@@ -212,7 +226,31 @@ async fn fetch_once(
 pub async fn stop(paths: &Paths, args: &SourceArgs, exec: &str) -> anyhow::Result<i32> {
     let source = source::open(args, paths).await?;
     let execution = source.execution(exec).await?;
+    if execution.status().is_finished() {
+        println!(
+            "execution #{} had already finished: {}",
+            execution.counter, execution.status
+        );
+        return Ok(0);
+    }
     source.client.stop(&execution.id).await?;
     println!("execution #{} stopping", execution.counter);
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_untitled_execution_is_titled_by_its_command() {
+        let cmd = |parts: &[&str]| parts.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            command_title(&cmd(&["python3", "train.py", "--lr", "3e-4"])),
+            "python3 train.py --lr 3e-4"
+        );
+        let long = command_title(&cmd(&["python3", &"x".repeat(100)]));
+        assert_eq!(long.chars().count(), 60);
+        assert!(long.ends_with('…'));
+    }
 }

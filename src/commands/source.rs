@@ -8,7 +8,8 @@ use crate::config::Paths;
 use crate::control;
 use crate::source::credentials::{self, Credentials, Overrides, Token};
 use crate::source::scanner::{Endpoint, Scanner};
-use crate::source::{ApiClient, Execution};
+use crate::source::valohai::ExecutionFilter;
+use crate::source::{ApiClient, ApiError, Execution};
 use crate::ssh::Target;
 
 /// The project id the local control plane serves.
@@ -83,20 +84,51 @@ pub fn local_client(endpoint: &control::Endpoint) -> anyhow::Result<ApiClient> {
 }
 
 impl Source {
-    /// Finds an execution by counter (`12`) or id.
+    /// Finds an execution by counter (`12` or `#12`), `latest`, or id.
     pub async fn execution(&self, exec: &str) -> anyhow::Result<Execution> {
-        let key = if exec.chars().all(|c| c.is_ascii_digit()) {
-            let project = self.client.project.as_deref().with_context(|| {
-                format!(
-                    "execution #{exec}: a counter needs a project; set VALOHAI_PROJECT, pass \
-                     --project, or link this directory with `vh project link`"
-                )
-            })?;
-            format!("{project}:{exec}")
-        } else {
-            exec.to_string()
+        let exec = exec.trim();
+        let counter = exec.strip_prefix('#').unwrap_or(exec);
+        if counter.eq_ignore_ascii_case("latest") {
+            return self.newest().await?.context(
+                "there are no executions yet; start one with `porthole run -- CMD`, or see \
+                 `porthole list`",
+            );
+        }
+        if counter.is_empty() || !counter.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(self.client.execution(exec).await?);
+        }
+        let project = self.client.project.as_deref().with_context(|| {
+            format!(
+                "execution #{counter}: a counter needs a project; set VALOHAI_PROJECT, pass \
+                 --project, or link this directory with `vh project link`"
+            )
+        })?;
+        match self.client.execution(&format!("{project}:{counter}")).await {
+            Ok(e) => Ok(e),
+            Err(ApiError::NotFound { .. }) => {
+                let newest = self.newest().await.ok().flatten();
+                match newest {
+                    Some(n) => bail!(
+                        "no execution #{counter} (newest is #{}; see porthole list)",
+                        n.counter
+                    ),
+                    None => bail!(
+                        "no execution #{counter}: there are none yet (start one with \
+                         `porthole run -- CMD`)"
+                    ),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The newest execution, if any.
+    async fn newest(&self) -> Result<Option<Execution>, ApiError> {
+        let filter = ExecutionFilter {
+            limit: Some(1),
+            ..Default::default()
         };
-        Ok(self.client.execution(&key).await?)
+        Ok(self.client.executions(&filter).await?.into_iter().next())
     }
 
     /// The latest SSH announcement of an execution: status events first,
