@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod demo;
+pub mod logstore;
 
 pub mod runner;
 pub mod store;

@@ -263,6 +263,18 @@ pub struct EventsPage {
     pub events: Vec<LogEvent>,
 }
 
+/// How a gap marker's message starts: a `status` event the local control
+/// plane writes where log lines were lost (a full disk), saying how many
+/// and why.
+pub const GAP_PREFIX: &str = "[porthole gap] ";
+
+impl LogEvent {
+    /// Whether this event marks lost log lines (see [`GAP_PREFIX`]).
+    pub fn is_gap_marker(&self) -> bool {
+        self.stream == Stream::Status && self.message.starts_with(GAP_PREFIX)
+    }
+}
+
 /// `executions/{id}/status-events/`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusEvents {
