@@ -9,6 +9,7 @@
 //! Events come out in order, each exactly once.
 
 use super::model::{EventsPage, LogEvent};
+use super::valohai::{ApiClient, ApiError, PageItem};
 
 /// The usual poll window (what the official CLI uses).
 pub const DEFAULT_WINDOW: u64 = 100;
@@ -208,6 +209,51 @@ impl LogFollower {
             }
         }
     }
+}
+
+/// Fetches one page of `id`'s log with `limit`, reading it as it
+/// arrives, and hands the new events to `sink` in order: a page of any
+/// size costs one event of memory. Returns what to do next.
+pub async fn fetch(
+    client: &ApiClient,
+    id: &str,
+    follower: &mut LogFollower,
+    limit: u64,
+    mut sink: impl FnMut(LogEvent),
+) -> Result<Next, ApiError> {
+    let mut plan = None;
+    let mut skip = 0;
+    let mut delivered = 0;
+    client
+        .events_each(id, limit, |item| match item {
+            PageItem::Total(total) => {
+                let p = follower.plan(limit, total);
+                plan = Some(p);
+                match p {
+                    Plan::Take { skip: s } => {
+                        skip = s;
+                        true
+                    }
+                    // Drop the rest of this page: a wider one comes next.
+                    Plan::Refetch(_) => false,
+                }
+            }
+            PageItem::Event(e) => {
+                if skip > 0 {
+                    skip -= 1;
+                } else {
+                    delivered += 1;
+                    sink(e);
+                }
+                true
+            }
+        })
+        .await?;
+    Ok(match plan {
+        Some(Plan::Refetch(l)) => Next::FetchNow(l),
+        Some(Plan::Take { .. }) => follower.delivered(delivered),
+        None => Next::Wait(follower.window),
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,255 @@
+//! Reading an events page (`{"total": N, "truncated": b, "events": [...]}`)
+//! as it arrives, one event at a time, so that a page of any size costs
+//! one event of memory. Bytes are split at the JSON structure (strings and
+//! nesting are tracked); each event is then parsed by serde.
+
+/// Longest top-level member kept (`total`, `truncated`, anything else).
+const MAX_MEMBER: usize = 1 << 20;
+/// Longest event: a 64 KiB line with every character escaped, and room.
+const MAX_EVENT: usize = 16 << 20;
+
+/// One piece of a page.
+#[derive(Debug, PartialEq)]
+pub enum Piece {
+    /// A top-level member other than `events`.
+    Member(String, serde_json::Value),
+    /// One element of `events`, as raw JSON.
+    Event(Vec<u8>),
+}
+
+/// Why a page could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PageError {
+    /// Not JSON of the page's shape.
+    #[error("not an events page: {0}")]
+    Shape(&'static str),
+    /// A member or an event past its bound.
+    #[error("an events page with a value longer than {0} bytes")]
+    TooLong(usize),
+    /// A member that is not JSON.
+    #[error("an events page with a damaged member: {0}")]
+    Member(String),
+}
+
+/// Splits a page's bytes, fed in any pieces, into [`Piece`]s.
+#[derive(Debug, Default)]
+pub struct PageSplitter {
+    depth: u32,
+    in_str: bool,
+    escaped: bool,
+    in_events: bool,
+    done: bool,
+    buf: Vec<u8>,
+}
+
+impl PageSplitter {
+    /// A splitter at the start of a page.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the next bytes of the page; complete pieces go to `out`.
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Piece>) -> Result<(), PageError> {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.in_str {
+                // Most bytes are inside strings: copy up to the next quote
+                // or backslash at once.
+                let rest = &bytes[i..];
+                let stop = if self.escaped {
+                    0
+                } else {
+                    rest.iter()
+                        .position(|&b| b == b'"' || b == b'\\')
+                        .unwrap_or(rest.len())
+                };
+                self.keep(&rest[..stop])?;
+                i += stop;
+                if i == bytes.len() {
+                    break;
+                }
+                let b = bytes[i];
+                self.keep(&[b])?;
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else {
+                    self.in_str = false;
+                }
+                i += 1;
+                continue;
+            }
+            let b = bytes[i];
+            i += 1;
+            match self.depth {
+                0 => match b {
+                    b' ' | b'\t' | b'\r' | b'\n' => {}
+                    b'{' if !self.done => self.depth = 1,
+                    _ => return Err(PageError::Shape("not one JSON object")),
+                },
+                1 => match b {
+                    b'}' => {
+                        self.end_member(out)?;
+                        self.depth = 0;
+                        self.done = true;
+                    }
+                    b',' => self.end_member(out)?,
+                    b'[' if self.is_events_key() => {
+                        self.buf.clear();
+                        self.in_events = true;
+                        self.depth = 2;
+                    }
+                    b'[' | b'{' => {
+                        self.keep(&[b])?;
+                        self.depth += 1;
+                    }
+                    b'"' => {
+                        self.keep(&[b])?;
+                        self.in_str = true;
+                    }
+                    _ => self.keep(&[b])?,
+                },
+                2 if self.in_events => match b {
+                    b' ' | b'\t' | b'\r' | b'\n' | b',' => {}
+                    b']' => {
+                        self.in_events = false;
+                        self.depth = 1;
+                    }
+                    b'{' => {
+                        self.buf.clear();
+                        self.buf.push(b);
+                        self.depth = 3;
+                    }
+                    _ => return Err(PageError::Shape("an event that is not an object")),
+                },
+                _ => {
+                    self.keep(&[b])?;
+                    match b {
+                        b'"' => self.in_str = true,
+                        b'[' | b'{' => self.depth += 1,
+                        b']' | b'}' => {
+                            self.depth -= 1;
+                            if self.in_events && self.depth == 2 {
+                                out.push(Piece::Event(std::mem::take(&mut self.buf)));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the page ended where it should.
+    pub fn finish(&self) -> Result<(), PageError> {
+        if self.done {
+            Ok(())
+        } else {
+            Err(PageError::Shape("the page ends early"))
+        }
+    }
+
+    fn keep(&mut self, bytes: &[u8]) -> Result<(), PageError> {
+        let max = if self.in_events {
+            MAX_EVENT
+        } else {
+            MAX_MEMBER
+        };
+        if self.buf.len() + bytes.len() > max {
+            return Err(PageError::TooLong(max));
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Whether the member read so far is `"events":`, waiting for its value.
+    fn is_events_key(&self) -> bool {
+        let text = self.buf.trim_ascii();
+        let Some(key) = text.strip_suffix(b":") else {
+            return false;
+        };
+        serde_json::from_slice::<String>(key.trim_ascii()).is_ok_and(|k| k == "events")
+    }
+
+    fn end_member(&mut self, out: &mut Vec<Piece>) -> Result<(), PageError> {
+        let text = std::mem::take(&mut self.buf);
+        if text.trim_ascii().is_empty() {
+            return Ok(());
+        }
+        let mut object = Vec::with_capacity(text.len() + 2);
+        object.push(b'{');
+        object.extend_from_slice(&text);
+        object.push(b'}');
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&object).map_err(|e| PageError::Member(e.to_string()))?;
+        out.extend(map.into_iter().map(|(k, v)| Piece::Member(k, v)));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn split(page: &[u8], step: usize) -> Result<Vec<Piece>, PageError> {
+        let mut s = PageSplitter::new();
+        let mut out = Vec::new();
+        for chunk in page.chunks(step.max(1)) {
+            s.feed(chunk, &mut out)?;
+        }
+        s.finish()?;
+        Ok(out)
+    }
+
+    const PAGE: &str = r#" {"total": 3, "truncated" : false, "events": [
+        {"time": "t", "stream": "stdout", "message": "a \"quoted\" ] } [ {"},
+        {"time": "t", "stream": "stdout", "message": "\\"},
+        {"time": "t", "stream": "stderr", "message": "", "extra": {"n": [1, {}]}}
+    ], "later": {"x": [1]}} "#;
+
+    #[test]
+    fn pages_split_into_members_and_events() {
+        let want = split(PAGE.as_bytes(), PAGE.len()).expect("splits");
+        assert_eq!(want[0], Piece::Member("total".into(), 3.into()));
+        assert_eq!(want[1], Piece::Member("truncated".into(), false.into()));
+        let events: Vec<crate::source::LogEvent> = want
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Event(raw) => Some(serde_json::from_slice(raw).expect("an event")),
+                Piece::Member(..) => None,
+            })
+            .collect();
+        let full: crate::source::model::EventsPage =
+            serde_json::from_str(PAGE).expect("parses whole");
+        assert_eq!(events, full.events);
+        assert!(matches!(&want[5], Piece::Member(k, _) if k == "later"));
+        // Any split of the bytes gives the same pieces.
+        for step in 1..12 {
+            assert_eq!(split(PAGE.as_bytes(), step).expect("splits"), want);
+        }
+    }
+
+    #[test]
+    fn bad_pages_are_errors() {
+        for bad in [
+            "",
+            "[]",
+            r#"{"events": [1]}"#,
+            r#"{"total": 1"#,
+            "{} {}",
+            r#"{"a": tru}"#,
+        ] {
+            assert!(split(bad.as_bytes(), 3).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = split(&bytes, 7);
+        }
+    }
+}
