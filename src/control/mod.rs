@@ -187,6 +187,15 @@ async fn run(instance: Instance, shutdown: impl Future<Output = ()> + Send + 'st
         control.stop_all().await;
         let _ = stopped_tx.send(());
     };
+    use axum::serve::ListenerExt as _;
+    // Answers are often written in pieces (a streamed log window): without
+    // TCP_NODELAY, Nagle's algorithm and the client's delayed ACK hold the
+    // last piece back for ~40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
     tokio::select! {
         result = server => {

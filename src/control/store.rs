@@ -18,7 +18,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use anyhow::Context as _;
 use rand::RngExt as _;
@@ -116,7 +116,9 @@ pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
-    inner: Mutex<Inner>,
+    /// Readers (lookups, lists, every events poll) share it; only
+    /// creating and changing records take it alone.
+    inner: RwLock<Inner>,
     /// Set when this instance hands over (another may load the same
     /// directory): from then on nothing is written to disk.
     closed: AtomicBool,
@@ -159,7 +161,7 @@ impl Store {
         }
         let store = Store {
             dir,
-            inner: Mutex::new(inner),
+            inner: RwLock::new(inner),
             closed: AtomicBool::new(false),
         };
         let unfinished: Vec<String> = store
@@ -175,8 +177,12 @@ impl Store {
         Ok(store)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn exec_dir(&self, id: &str) -> PathBuf {
@@ -241,16 +247,17 @@ impl Store {
         change(&mut entry.record);
         entry.record.mtime = Some(now_iso());
         let record = entry.record.clone();
-        drop(inner);
+        // Saved under the lock, so that the file keeps the last change.
         if let Err(e) = self.save(&record) {
             warn(&format!("{e:#}"));
         }
+        drop(inner);
         Some(record)
     }
 
     /// The log of `id`.
     fn log(&self, id: &str) -> Option<Arc<ExecLog>> {
-        self.lock().entries.get(id).map(|e| e.log.clone())
+        self.read().entries.get(id).map(|e| e.log.clone())
     }
 
     /// Appends one log event.
@@ -328,7 +335,7 @@ impl Store {
     /// Finds an execution by id, `local:N`, `local:latest`, or a bare
     /// counter; returns its id.
     pub fn resolve(&self, key: &str) -> Option<String> {
-        let inner = self.lock();
+        let inner = self.read();
         if inner.entries.contains_key(key) {
             return Some(key.to_string());
         }
@@ -342,12 +349,12 @@ impl Store {
 
     /// The record of `id`.
     pub fn get(&self, id: &str) -> Option<Execution> {
-        self.lock().entries.get(id).map(|e| e.record.clone())
+        self.read().entries.get(id).map(|e| e.record.clone())
     }
 
     /// Every record, oldest (lowest counter) first.
     pub fn list(&self) -> Vec<Execution> {
-        let inner = self.lock();
+        let inner = self.read();
         inner
             .counters
             .values()
@@ -524,7 +531,7 @@ mod tests {
         // read-only; root ignores that, so make a file stand in the way).
         let blocked = Store {
             dir: dir.path().join("not-a-dir"),
-            inner: Mutex::new(Inner::default()),
+            inner: RwLock::new(Inner::default()),
             closed: AtomicBool::new(false),
         };
         std::fs::write(&blocked.dir, b"").expect("writes");
