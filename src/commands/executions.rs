@@ -11,8 +11,9 @@ use crate::config::Paths;
 use crate::control;
 use crate::source::follow::{self, LogFollower, Next};
 use crate::source::model::CreateExecution;
+use crate::source::model::LogEventRef;
 use crate::source::valohai::ExecutionFilter;
-use crate::source::{LogEvent, Stream};
+use crate::source::Stream;
 
 /// How often a followed log is polled.
 const POLL: Duration = Duration::from_secs(1);
@@ -155,12 +156,15 @@ impl Printer {
         }
     }
 
-    fn print(&mut self, e: &LogEvent) {
+    fn print(&mut self, e: &LogEventRef<'_>) {
         if self.closed {
             return;
         }
         let written = match e.stream {
-            Stream::Stdout | Stream::Other => writeln!(self.out, "{}", e.message),
+            Stream::Stdout | Stream::Other => self
+                .out
+                .write_all(e.message.as_bytes())
+                .and_then(|()| self.out.write_all(b"\n")),
             Stream::Stderr | Stream::Status => self.out.flush().map(|()| {
                 // A marker of lost lines says so plainly.
                 if e.is_gap_marker() {

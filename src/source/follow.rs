@@ -8,11 +8,15 @@
 //! is widened to exactly what is missing, so a burst never loses a line.
 //! Events come out in order, each exactly once.
 
-use super::model::{EventsPage, LogEvent};
+use super::model::{EventsPage, LogEvent, LogEventRef};
 use super::valohai::{ApiClient, ApiError, PageItem};
 
 /// The usual poll window (what the official CLI uses).
 pub const DEFAULT_WINDOW: u64 = 100;
+/// Largest window kept between polls: a first page of a million lines
+/// must not make every later poll ask for two million. A burst larger
+/// than this is fetched by widening, once.
+const MAX_STEADY_WINDOW: u64 = 10_000;
 /// Extra room asked for on a widened fetch, for lines that arrive while
 /// it is on its way.
 const SLACK: u64 = 1_000;
@@ -186,7 +190,7 @@ impl LogFollower {
         self.seen = self.page_total.max(self.seen);
         // Keep a window big enough for what just arrived, so the next
         // burst of the same size needs one fetch.
-        let mut wanted = n.saturating_mul(2).max(DEFAULT_WINDOW);
+        let mut wanted = n.saturating_mul(2).clamp(DEFAULT_WINDOW, MAX_STEADY_WINDOW);
         if let Some(max) = self.max_gap {
             wanted = wanted.min(max);
         }
@@ -219,7 +223,7 @@ pub async fn fetch(
     id: &str,
     follower: &mut LogFollower,
     limit: u64,
-    mut sink: impl FnMut(LogEvent),
+    mut sink: impl FnMut(LogEventRef<'_>),
 ) -> Result<Next, ApiError> {
     let mut plan = None;
     let mut skip = 0;
@@ -347,6 +351,16 @@ mod tests {
         assert_eq!(out, all[490..500]);
         drain(&mut f, &all, limit, &mut out);
         assert_eq!(out, all[490..]);
+    }
+
+    #[test]
+    fn a_long_first_page_does_not_make_every_poll_long() {
+        let all: Vec<LogEvent> = (0..50_000).map(ev).collect();
+        let mut f = LogFollower::new();
+        let mut out = Vec::new();
+        let limit = drain(&mut f, &all, 0, &mut out);
+        assert_eq!(limit, MAX_STEADY_WINDOW);
+        assert_eq!(out.len(), 50_000);
     }
 
     #[test]

@@ -8,13 +8,13 @@ const MAX_MEMBER: usize = 1 << 20;
 /// Longest event: a 64 KiB line with every character escaped, and room.
 const MAX_EVENT: usize = 16 << 20;
 
-/// One piece of a page.
+/// One piece of a page, borrowed from the splitter until the next one.
 #[derive(Debug, PartialEq)]
-pub enum Piece {
+pub enum Piece<'a> {
     /// A top-level member other than `events`.
     Member(String, serde_json::Value),
     /// One element of `events`, as raw JSON.
-    Event(Vec<u8>),
+    Event(&'a [u8]),
 }
 
 /// Why a page could not be read.
@@ -48,8 +48,13 @@ impl PageSplitter {
         Self::default()
     }
 
-    /// Takes the next bytes of the page; complete pieces go to `out`.
-    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Piece>) -> Result<(), PageError> {
+    /// Takes the next bytes of the page, handing complete pieces to
+    /// `out`; stops (returning `false`) as soon as `out` does.
+    pub fn feed(
+        &mut self,
+        bytes: &[u8],
+        out: &mut impl FnMut(Piece<'_>) -> bool,
+    ) -> Result<bool, PageError> {
         let mut i = 0;
         while i < bytes.len() {
             if self.in_str {
@@ -90,11 +95,17 @@ impl PageSplitter {
                 },
                 1 => match b {
                     b'}' => {
-                        self.end_member(out)?;
                         self.depth = 0;
                         self.done = true;
+                        if !self.end_member(out)? {
+                            return Ok(false);
+                        }
                     }
-                    b',' => self.end_member(out)?,
+                    b',' => {
+                        if !self.end_member(out)? {
+                            return Ok(false);
+                        }
+                    }
                     b'[' if self.is_events_key() => {
                         self.buf.clear();
                         self.in_events = true;
@@ -131,7 +142,12 @@ impl PageSplitter {
                         b']' | b'}' => {
                             self.depth -= 1;
                             if self.in_events && self.depth == 2 {
-                                out.push(Piece::Event(std::mem::take(&mut self.buf)));
+                                // The buffer keeps its room for the next one.
+                                let go_on = out(Piece::Event(&self.buf));
+                                self.buf.clear();
+                                if !go_on {
+                                    return Ok(false);
+                                }
                             }
                         }
                         _ => {}
@@ -139,7 +155,7 @@ impl PageSplitter {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Checks that the page ended where it should.
@@ -173,10 +189,10 @@ impl PageSplitter {
         serde_json::from_slice::<String>(key.trim_ascii()).is_ok_and(|k| k == "events")
     }
 
-    fn end_member(&mut self, out: &mut Vec<Piece>) -> Result<(), PageError> {
+    fn end_member(&mut self, out: &mut impl FnMut(Piece<'_>) -> bool) -> Result<bool, PageError> {
         let text = std::mem::take(&mut self.buf);
         if text.trim_ascii().is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let mut object = Vec::with_capacity(text.len() + 2);
         object.push(b'{');
@@ -184,8 +200,7 @@ impl PageSplitter {
         object.push(b'}');
         let map: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&object).map_err(|e| PageError::Member(e.to_string()))?;
-        out.extend(map.into_iter().map(|(k, v)| Piece::Member(k, v)));
-        Ok(())
+        Ok(map.into_iter().all(|(k, v)| out(Piece::Member(k, v))))
     }
 }
 
@@ -194,11 +209,25 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn split(page: &[u8], step: usize) -> Result<Vec<Piece>, PageError> {
+    /// Owned pieces, for comparing.
+    #[derive(Debug, PartialEq)]
+    enum Owned {
+        Member(String, serde_json::Value),
+        Event(Vec<u8>),
+    }
+
+    fn split(page: &[u8], step: usize) -> Result<Vec<Owned>, PageError> {
         let mut s = PageSplitter::new();
         let mut out = Vec::new();
+        let mut keep = |p: Piece<'_>| {
+            out.push(match p {
+                Piece::Member(k, v) => Owned::Member(k, v),
+                Piece::Event(raw) => Owned::Event(raw.to_vec()),
+            });
+            true
+        };
         for chunk in page.chunks(step.max(1)) {
-            s.feed(chunk, &mut out)?;
+            s.feed(chunk, &mut keep)?;
         }
         s.finish()?;
         Ok(out)
@@ -213,19 +242,19 @@ mod tests {
     #[test]
     fn pages_split_into_members_and_events() {
         let want = split(PAGE.as_bytes(), PAGE.len()).expect("splits");
-        assert_eq!(want[0], Piece::Member("total".into(), 3.into()));
-        assert_eq!(want[1], Piece::Member("truncated".into(), false.into()));
+        assert_eq!(want[0], Owned::Member("total".into(), 3.into()));
+        assert_eq!(want[1], Owned::Member("truncated".into(), false.into()));
         let events: Vec<crate::source::LogEvent> = want
             .iter()
             .filter_map(|p| match p {
-                Piece::Event(raw) => Some(serde_json::from_slice(raw).expect("an event")),
-                Piece::Member(..) => None,
+                Owned::Event(raw) => Some(serde_json::from_slice(raw).expect("an event")),
+                Owned::Member(..) => None,
             })
             .collect();
         let full: crate::source::model::EventsPage =
             serde_json::from_str(PAGE).expect("parses whole");
         assert_eq!(events, full.events);
-        assert!(matches!(&want[5], Piece::Member(k, _) if k == "later"));
+        assert!(matches!(&want[5], Owned::Member(k, _) if k == "later"));
         // Any split of the bytes gives the same pieces.
         for step in 1..12 {
             assert_eq!(split(PAGE.as_bytes(), step).expect("splits"), want);

@@ -8,17 +8,18 @@ use serde::de::DeserializeOwned;
 
 use super::credentials::{Credentials, Token};
 use super::model::{
-    CreateExecution, EventsPage, Execution, LogEvent, Page, Project, StatusEvents, User,
+    CreateExecution, EventsPage, Execution, LogEvent, LogEventRef, Page, Project, StatusEvents,
+    User,
 };
 use super::pagestream::{PageSplitter, Piece};
 
 /// What [`ApiClient::events_each`] hands over, in order.
 #[derive(Debug)]
-pub enum PageItem {
+pub enum PageItem<'a> {
     /// The log's total count of events (first).
     Total(u64),
-    /// The next event of the page.
-    Event(LogEvent),
+    /// The next event of the page, borrowed from the bytes read.
+    Event(LogEventRef<'a>),
 }
 
 /// Per-request limit: polls must not hang the console.
@@ -321,7 +322,7 @@ impl ApiClient {
         &self,
         id: &str,
         limit: u64,
-        mut each: impl FnMut(PageItem) -> bool,
+        mut each: impl FnMut(PageItem<'_>) -> bool,
     ) -> Result<(), ApiError> {
         let what = format!("the log of execution {id}");
         let url = self.url(&format!("executions/{}/events/?limit={limit}", encode(id)))?;
@@ -343,43 +344,67 @@ impl ApiClient {
             reason,
         };
         let mut splitter = PageSplitter::new();
-        let mut pieces = Vec::new();
         // Events that come before the total (a server that orders the
         // members differently) wait for it.
         let mut early: Vec<LogEvent> = Vec::new();
         let mut total_sent = false;
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(e))? {
-            splitter
-                .feed(&chunk, &mut pieces)
-                .map_err(|e| invalid(e.to_string()))?;
-            for piece in pieces.drain(..) {
-                match piece {
-                    Piece::Member(key, value) if key == "total" && !total_sent => {
-                        let total = value
-                            .as_u64()
-                            .ok_or_else(|| invalid(format!("total: {value} is not a count")))?;
-                        total_sent = true;
-                        if !each(PageItem::Total(total)) {
-                            return Ok(());
-                        }
-                        for e in early.drain(..) {
-                            if !each(PageItem::Event(e)) {
-                                return Ok(());
-                            }
+        let mut failed: Option<ApiError> = None;
+        let mut stopped = false;
+        let mut on_piece = |piece: Piece<'_>| -> bool {
+            match piece {
+                Piece::Member(key, value) if key == "total" && !total_sent => {
+                    let Some(total) = value.as_u64() else {
+                        failed = Some(invalid(format!("total: {value} is not a count")));
+                        return false;
+                    };
+                    total_sent = true;
+                    if !each(PageItem::Total(total)) {
+                        stopped = true;
+                        return false;
+                    }
+                    for e in early.drain(..) {
+                        if !each(PageItem::Event(LogEventRef {
+                            time: e.time.into(),
+                            stream: e.stream,
+                            message: e.message.into(),
+                        })) {
+                            stopped = true;
+                            return false;
                         }
                     }
-                    Piece::Member(..) => {}
-                    Piece::Event(raw) => {
-                        let event: LogEvent = serde_json::from_slice(&raw)
-                            .map_err(|e| invalid(format!("an event: {e}")))?;
-                        if !total_sent {
-                            early.push(event);
-                        } else if !each(PageItem::Event(event)) {
-                            return Ok(());
-                        }
-                    }
+                    true
                 }
+                Piece::Member(..) => true,
+                Piece::Event(raw) => match serde_json::from_slice::<LogEventRef<'_>>(raw) {
+                    Err(e) => {
+                        failed = Some(invalid(format!("an event: {e}")));
+                        false
+                    }
+                    Ok(event) if !total_sent => {
+                        early.push(event.to_owned_event());
+                        true
+                    }
+                    Ok(event) => {
+                        let go_on = each(PageItem::Event(event));
+                        stopped = !go_on;
+                        go_on
+                    }
+                },
             }
+        };
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(e))? {
+            let go_on = splitter
+                .feed(&chunk, &mut on_piece)
+                .map_err(|e| invalid(e.to_string()))?;
+            if !go_on {
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if stopped {
+            return Ok(());
         }
         splitter.finish().map_err(|e| invalid(e.to_string()))?;
         if !total_sent {
@@ -388,7 +413,12 @@ impl ApiClient {
                 return Ok(());
             }
             for e in early {
-                if !each(PageItem::Event(e)) {
+                let event = LogEventRef {
+                    time: e.time.into(),
+                    stream: e.stream,
+                    message: e.message.into(),
+                };
+                if !each(PageItem::Event(event)) {
                     break;
                 }
             }
