@@ -109,7 +109,7 @@ struct Instance {
 
 async fn open(listen: SocketAddr, paths: &Paths, options: &Options) -> anyhow::Result<Instance> {
     let dir = control_dir(paths);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    store::create_private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let lock = take_lock(&dir, paths)?;
     let token = store::load_or_create_token(&dir)?;
     let store = Arc::new(store::Store::open(&dir)?);
@@ -308,7 +308,7 @@ pub async fn ensure_running(paths: &Paths) -> anyhow::Result<Endpoint> {
         return Ok(endpoint);
     }
     let dir = control_dir(paths);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    store::create_private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log_path = dir.join("serve.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
