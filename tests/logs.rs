@@ -114,9 +114,14 @@ fn identical_lines_all_come_out_and_tail_gives_the_last_ones() {
     assert_eq!(common::stdout_of(&out), "");
 }
 
-/// Runs `sh -c SCRIPT` in a private mount namespace; `Ok` if it worked.
+/// `sh -c SCRIPT ARGS` in a private mount namespace (and, when not root,
+/// a user namespace where mounting a tmpfs is allowed), so that the mount
+/// goes away with the processes.
 fn in_private_mounts(script: &str, args: &[&Path]) -> Command {
     let mut cmd = Command::new("unshare");
+    if !nix::unistd::geteuid().is_root() {
+        cmd.arg("-r");
+    }
     cmd.args(["-m", "sh", "-c", script, "sh"]).args(args);
     cmd
 }
