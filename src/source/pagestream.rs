@@ -55,10 +55,14 @@ impl PageSplitter {
         bytes: &[u8],
         out: &mut impl FnMut(Piece<'_>) -> bool,
     ) -> Result<bool, PageError> {
+        // An event is not copied byte by byte: it is handed out as a slice
+        // of `bytes` when it lies within them, and only the part read
+        // before this call (or left at its end) goes through `buf`.
+        let mut event_from = (self.in_events && self.depth >= 3).then_some(0);
         let mut i = 0;
         while i < bytes.len() {
             if self.in_str {
-                // Most bytes are inside strings: copy up to the next quote
+                // Most bytes are inside strings: skip up to the next quote
                 // or backslash at once.
                 let rest = &bytes[i..];
                 let stop = if self.escaped {
@@ -68,13 +72,17 @@ impl PageSplitter {
                         .position(|&b| b == b'"' || b == b'\\')
                         .unwrap_or(rest.len())
                 };
-                self.keep(&rest[..stop])?;
+                if !self.in_events {
+                    self.keep(&rest[..stop])?;
+                }
                 i += stop;
                 if i == bytes.len() {
                     break;
                 }
                 let b = bytes[i];
-                self.keep(&[b])?;
+                if !self.in_events {
+                    self.keep(&[b])?;
+                }
                 if self.escaped {
                     self.escaped = false;
                 } else if b == b'\\' {
@@ -129,22 +137,34 @@ impl PageSplitter {
                     }
                     b'{' => {
                         self.buf.clear();
-                        self.buf.push(b);
+                        event_from = Some(i - 1);
                         self.depth = 3;
                     }
                     _ => return Err(PageError::Shape("an event that is not an object")),
                 },
                 _ => {
-                    self.keep(&[b])?;
+                    if !self.in_events {
+                        self.keep(&[b])?;
+                    }
                     match b {
                         b'"' => self.in_str = true,
                         b'[' | b'{' => self.depth += 1,
                         b']' | b'}' => {
                             self.depth -= 1;
                             if self.in_events && self.depth == 2 {
-                                // The buffer keeps its room for the next one.
-                                let go_on = out(Piece::Event(&self.buf));
-                                self.buf.clear();
+                                let here = &bytes[event_from.take().unwrap_or(0)..i];
+                                let go_on = if self.buf.is_empty() {
+                                    if here.len() > MAX_EVENT {
+                                        return Err(PageError::TooLong(MAX_EVENT));
+                                    }
+                                    out(Piece::Event(here))
+                                } else {
+                                    self.keep(here)?;
+                                    // The buffer keeps its room for the next one.
+                                    let go_on = out(Piece::Event(&self.buf));
+                                    self.buf.clear();
+                                    go_on
+                                };
                                 if !go_on {
                                     return Ok(false);
                                 }
@@ -154,6 +174,10 @@ impl PageSplitter {
                     }
                 }
             }
+        }
+        if let Some(from) = event_from {
+            // An event goes on in the next bytes.
+            self.keep(&bytes[from..])?;
         }
         Ok(true)
     }
