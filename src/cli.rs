@@ -141,6 +141,9 @@ pub enum Command {
         /// Keep printing new lines until the execution ends.
         #[arg(short, long)]
         follow: bool,
+        /// Print only the last N lines (then, with --follow, every new one).
+        #[arg(long, value_name = "N")]
+        tail: Option<u64>,
         /// Where executions come from.
         #[command(flatten)]
         source: SourceArgs,

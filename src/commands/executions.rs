@@ -9,10 +9,11 @@ use super::source::{self, Source};
 use crate::cli::SourceArgs;
 use crate::config::Paths;
 use crate::control;
-use crate::source::follow::{LogFollower, Next};
+use crate::source::follow::{self, LogFollower, Next};
 use crate::source::model::CreateExecution;
+use crate::source::model::LogEventRef;
 use crate::source::valohai::ExecutionFilter;
-use crate::source::{LogEvent, Stream};
+use crate::source::Stream;
 
 /// How often a followed log is polled.
 const POLL: Duration = Duration::from_secs(1);
@@ -150,30 +151,93 @@ pub async fn list(
     Ok(0)
 }
 
-fn print_event(e: &LogEvent) {
-    match e.stream {
-        Stream::Stderr => eprintln!("{}", e.message),
-        Stream::Status => eprintln!("{}", e.message),
-        Stream::Stdout | Stream::Other => println!("{}", e.message),
+/// Where `porthole logs` prints: stdout lines buffered (a long log is
+/// printed at the speed of the pipe, not one write per line), status and
+/// stderr lines on stderr, after what came before them on stdout.
+struct Printer {
+    out: std::io::BufWriter<std::io::Stdout>,
+    /// Set when stdout is gone (`| head`): the rest is not wanted.
+    closed: bool,
+    failed: Option<std::io::Error>,
+}
+
+impl Printer {
+    fn new() -> Self {
+        Printer {
+            out: std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout()),
+            closed: false,
+            failed: None,
+        }
+    }
+
+    fn print(&mut self, e: &LogEventRef<'_>) {
+        if self.closed {
+            return;
+        }
+        let written = match e.stream {
+            Stream::Stdout | Stream::Other => self
+                .out
+                .write_all(e.message.as_bytes())
+                .and_then(|()| self.out.write_all(b"\n")),
+            Stream::Stderr | Stream::Status => self.out.flush().map(|()| {
+                // A marker of lost lines says so plainly.
+                if e.is_gap_marker() {
+                    eprintln!("porthole: {}", e.message);
+                } else {
+                    eprintln!("{}", e.message);
+                }
+            }),
+        };
+        self.check(written);
+    }
+
+    fn flush(&mut self) {
+        if !self.closed {
+            let flushed = self.out.flush();
+            self.check(flushed);
+        }
+    }
+
+    fn check(&mut self, r: std::io::Result<()>) {
+        if let Err(e) = r {
+            self.closed = true;
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                self.failed = Some(e);
+            }
+        }
     }
 }
 
-/// `porthole logs`.
+/// `porthole logs`: the whole log (or its last `tail` lines), streamed,
+/// then with `follow` every new line until the execution ends.
 pub async fn logs(
     paths: &Paths,
     args: &SourceArgs,
     exec: &str,
     follow: bool,
+    tail: Option<u64>,
 ) -> anyhow::Result<i32> {
     let source = source::open(args, paths).await?;
     let execution = source.execution(exec).await?;
     let id = execution.id.clone();
-    let mut follower = LogFollower::new();
+    let mut follower = tail.map_or_else(LogFollower::new, LogFollower::tail);
     let mut limit = follower.first_limit();
     let mut backoff = POLL;
     let mut finished_polls = 0;
+    let mut printer = Printer::new();
+    if tail == Some(0) && !follow {
+        return Ok(0);
+    }
     loop {
-        match fetch_once(&source, &id, &mut follower, &mut limit).await {
+        let fetched = fetch_once(&source, &id, &mut follower, &mut limit, &mut printer).await;
+        printer.flush();
+        if let Some(e) = printer.failed.take() {
+            return Err(anyhow::Error::new(e).context("cannot write the log out"));
+        }
+        if printer.closed {
+            return Ok(0);
+        }
+        match fetched {
             Ok(()) => backoff = POLL,
             Err(e) if e.is_retryable() => {
                 eprintln!("porthole: {e}");
@@ -203,14 +267,12 @@ async fn fetch_once(
     id: &str,
     follower: &mut LogFollower,
     limit: &mut u64,
+    printer: &mut Printer,
 ) -> Result<(), crate::source::ApiError> {
     // Widening may take a few rounds; each is one request.
     for _ in 0..8 {
-        let page = source.client.events(id, *limit).await?;
-        let (fresh, next) = follower.accept(*limit, &page);
-        for e in &fresh {
-            print_event(e);
-        }
+        let next =
+            follow::fetch(&source.client, id, follower, *limit, |e| printer.print(&e)).await?;
         match next {
             Next::Wait(l) => {
                 *limit = l;

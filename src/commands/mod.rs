@@ -121,8 +121,9 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Logs {
             exec,
             follow,
+            tail,
             source,
-        } => executions::logs(&paths, &source, &exec, follow).await,
+        } => executions::logs(&paths, &source, &exec, follow, tail).await,
         Command::Stop { exec, source } => executions::stop(&paths, &source, &exec).await,
         Command::Linger {
             target,

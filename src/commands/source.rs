@@ -15,6 +15,10 @@ use crate::ssh::Target;
 /// The project id the local control plane serves.
 pub const LOCAL_PROJECT: &str = "local";
 
+/// How much of a log's end is searched for an SSH address the status
+/// events do not have.
+pub const ENDPOINT_TAIL: u64 = 1_000;
+
 /// Which source to use, from the flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SourceKind {
@@ -132,7 +136,8 @@ impl Source {
     }
 
     /// The latest SSH announcement of an execution: status events first,
-    /// then the whole log (other platforms print the human form there).
+    /// then the log's last [`ENDPOINT_TAIL`] lines (other platforms print
+    /// the human form there), never the whole log.
     pub async fn endpoint(&self, execution: &Execution) -> anyhow::Result<Option<Endpoint>> {
         let mut scanner = Scanner::new();
         let status = self.client.status_events(&execution.id).await?;
@@ -140,7 +145,7 @@ impl Source {
             scanner.feed(&e.message);
         }
         if scanner.latest().is_none() {
-            let log = self.client.events(&execution.id, 0).await?;
+            let log = self.client.events(&execution.id, ENDPOINT_TAIL).await?;
             for e in &log.events {
                 scanner.feed(&e.message);
             }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -11,12 +12,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bytes::Bytes;
+use futures::StreamExt as _;
 use serde_json::json;
 
 use super::runner::{Control, Invalid, PROJECT_ID};
 use crate::source::model::{
-    CreateExecution, EventsPage, Execution, ExecutionUrls, Page, Project, Status, StatusEvents,
-    Stream, User,
+    CreateExecution, Execution, ExecutionUrls, Page, Project, Status, StatusEvents, User,
 };
 
 /// Default page size of lists and event windows, as on Valohai.
@@ -282,10 +284,18 @@ async fn create_execution(
         )),
         Err(e) => match e.downcast_ref::<Invalid>() {
             Some(invalid) => Err(bad_request(invalid.0.clone())),
-            None => Err(ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{e:#}"),
-            )),
+            None => {
+                let full = e
+                    .chain()
+                    .filter_map(|c| c.downcast_ref::<std::io::Error>())
+                    .any(is_disk_full);
+                let status = if full {
+                    StatusCode::INSUFFICIENT_STORAGE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
+                Err(ApiError(status, format!("{e:#}")))
+            }
         },
     }
 }
@@ -304,24 +314,37 @@ async fn execution(
     Ok(Json(present(e, &base(&state, &headers))))
 }
 
+/// Events are streamed from the log file: a window of any size costs
+/// one chunk of memory, and nothing is held locked while it is sent.
 async fn events(
     State(state): State<ApiState>,
     Path(key): Path<String>,
     q: Params,
-) -> Result<Json<EventsPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let params = params(q)?;
     let limit = number(&params, "limit")?.unwrap_or(DEFAULT_LIMIT);
     let id = resolve(&state, &key)?;
-    let (total, events) = state
+    let window = state
         .control
         .store
-        .events(&id, limit, |_| true)
-        .ok_or_else(not_found)?;
-    Ok(Json(EventsPage {
-        total: total as u64,
-        truncated: events.len() < total,
-        events,
-    }))
+        .window(&id, limit as u64)
+        .ok_or_else(not_found)?
+        .map_err(|e| io_error("cannot read the log", &e))?;
+    let head = format!(
+        r#"{{"total":{},"truncated":{},"events":["#,
+        window.total,
+        window.first > 0
+    );
+    let body = futures::stream::once(async move { Ok(Bytes::from(head)) })
+        .chain(window.json_elements())
+        .chain(futures::stream::once(async {
+            Ok(Bytes::from_static(b"]}"))
+        }));
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
 async fn status_events(
@@ -335,12 +358,32 @@ async fn status_events(
     let (total, status_events) = state
         .control
         .store
-        .events(&id, limit, |e| e.stream == Stream::Status)
-        .ok_or_else(not_found)?;
+        .status_events(&id, limit as u64)
+        .ok_or_else(not_found)?
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
     Ok(Json(StatusEvents {
-        total: total as u64,
+        total,
         status_events,
     }))
+}
+
+/// An I/O failure as an answer: a full disk is 507 (Insufficient
+/// Storage) with its real cause, not a retryable 500.
+fn io_error(what: &str, e: &std::io::Error) -> ApiError {
+    let status = if is_disk_full(e) {
+        StatusCode::INSUFFICIENT_STORAGE
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    ApiError(status, format!("{what}: {e}"))
+}
+
+/// Whether `e` says the disk (or the quota) is full.
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 async fn stop(

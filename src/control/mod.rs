@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod demo;
+pub mod logstore;
 
 pub mod runner;
 pub mod store;
@@ -108,7 +109,7 @@ struct Instance {
 
 async fn open(listen: SocketAddr, paths: &Paths, options: &Options) -> anyhow::Result<Instance> {
     let dir = control_dir(paths);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    store::create_private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let lock = take_lock(&dir, paths)?;
     let token = store::load_or_create_token(&dir)?;
     let store = Arc::new(store::Store::open(&dir)?);
@@ -186,6 +187,15 @@ async fn run(instance: Instance, shutdown: impl Future<Output = ()> + Send + 'st
         control.stop_all().await;
         let _ = stopped_tx.send(());
     };
+    use axum::serve::ListenerExt as _;
+    // Answers are often written in pieces (a streamed log window): without
+    // TCP_NODELAY, Nagle's algorithm and the client's delayed ACK hold the
+    // last piece back for ~40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
     tokio::select! {
         result = server => {
@@ -298,7 +308,7 @@ pub async fn ensure_running(paths: &Paths) -> anyhow::Result<Endpoint> {
         return Ok(endpoint);
     }
     let dir = control_dir(paths);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    store::create_private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log_path = dir.join("serve.log");
     let log = std::fs::OpenOptions::new()
         .create(true)

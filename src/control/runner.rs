@@ -403,8 +403,9 @@ fn is_announcement(line: &str) -> bool {
 async fn capture(reader: impl AsyncRead + Unpin, store: Arc<Store>, id: String, stream: Stream) {
     let mut lines = Lines::new(reader);
     let mut in_announcement = stream == Stream::Stdout;
+    let mut batch: Vec<LogEvent> = Vec::new();
     loop {
-        let message = match lines.next().await {
+        let first = match lines.next().await {
             Ok(Some(m)) => m,
             Ok(None) => return,
             Err(e) => {
@@ -412,22 +413,35 @@ async fn capture(reader: impl AsyncRead + Unpin, store: Arc<Store>, id: String, 
                 return;
             }
         };
-        let stream = if in_announcement && is_announcement(&message) {
-            Stream::Status
-        } else {
-            in_announcement = false;
-            stream.clone()
-        };
-        store.push_event(
-            &id,
-            LogEvent {
-                time: now_iso(),
+        // Lines already read come along in the same write: a command that
+        // prints fast costs one write per buffer, not one per line.
+        let time = now_iso();
+        let mut next = Some(first);
+        while let Some(message) = next {
+            let stream = if in_announcement && is_announcement(&message) {
+                Stream::Status
+            } else {
+                in_announcement = false;
+                stream.clone()
+            };
+            batch.push(LogEvent {
+                time: time.clone(),
                 stream,
                 message,
-            },
-        );
+            });
+            next = if batch.len() < MAX_BATCH {
+                lines.buffered()
+            } else {
+                None
+            };
+        }
+        store.push_events(&id, &batch);
+        batch.clear();
     }
 }
+
+/// Most lines written at once.
+const MAX_BATCH: usize = 4096;
 
 /// Splits a byte stream into lines: lossy UTF-8, without the trailing
 /// `\n` and `\r`, and at most [`MAX_LINE`] bytes each (longer lines are
@@ -480,6 +494,21 @@ impl<R: AsyncRead + Unpin> Lines<R> {
                 return Ok(Some(String::from_utf8_lossy(&line).into_owned()));
             }
         }
+    }
+}
+
+impl<R: AsyncRead + Unpin> Lines<R> {
+    /// The next line if it is already read whole (no waiting, no reading).
+    pub fn buffered(&mut self) -> Option<String> {
+        if !self.buf.is_empty() {
+            return None;
+        }
+        let available = self.reader.buffer();
+        let window = &available[..available.len().min(MAX_LINE)];
+        let nl = window.iter().position(|&b| b == b'\n')?;
+        let line = window[..nl].to_vec();
+        self.reader.consume(nl + 1);
+        Some(finish_line(line))
     }
 }
 

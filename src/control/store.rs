@@ -1,29 +1,29 @@
 //! Durable records and logs of local executions.
 //!
-//! Layout under `data_dir/control/`:
+//! Layout under `data_dir/control/` (directories mode 0700):
 //! - `token`: the API token (hex, mode 0600), made once and kept;
 //! - `executions/<id>/record.json`: the [`Execution`], replaced atomically
 //!   (temporary file + rename) on every change, so a crash leaves the old
 //!   record or the new one, never half of one;
-//! - `executions/<id>/events.jsonl`: one [`LogEvent`] per line, appended with
-//!   a single write per event as it arrives, so the file keeps the order the
-//!   API serves and a crash loses at most the line being written.
+//! - `executions/<id>/events.jsonl` and its indexes: the log, see
+//!   [`super::logstore`].
 //!
-//! Everything is also kept in memory for serving. The lock is a plain
-//! mutex held only for in-memory updates and one small write, which keeps
-//! the file order and the memory order identical.
+//! Records are kept in memory (they are small); logs stay on disk and are
+//! read by window. The store's lock covers the records and the map of
+//! logs only; each log has its own lock, held for one write, so that one
+//! busy execution does not slow the others or the readers.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use anyhow::Context as _;
 use rand::RngExt as _;
 
+use super::logstore::{ExecLog, Window, WriteNote};
 use crate::source::model::{now_iso, Execution, LogEvent, Status, Stream};
 
 /// Status detail of executions a previous run left unfinished.
@@ -45,7 +45,7 @@ pub fn load_or_create_token(dir: &Path) -> anyhow::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    create_private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let bytes: [u8; 32] = rand::rng().random();
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     // Mode 0600 from the start (not chmod after writing), then an atomic
@@ -88,12 +88,11 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One execution: its record, its log, and the open log file.
+/// One execution: its record and its log.
 #[derive(Debug)]
 struct Entry {
     record: Execution,
-    events: Vec<LogEvent>,
-    log: Option<File>,
+    log: Arc<ExecLog>,
 }
 
 #[derive(Debug, Default)]
@@ -102,15 +101,24 @@ struct Inner {
     entries: HashMap<String, Entry>,
     /// counter -> id, for ordering and `local:N`.
     counters: BTreeMap<u64, String>,
-    /// Whether a failed disk write was already reported (once is enough).
-    warned: bool,
+}
+
+/// Creates `path` (and missing parents) with mode 0700: execution
+/// directories hold commands and logs that are nobody else's business.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }
 
 /// The executions of the local control plane, on disk and in memory.
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
-    inner: Mutex<Inner>,
+    /// Readers (lookups, lists, every events poll) share it; only
+    /// creating and changing records take it alone.
+    inner: RwLock<Inner>,
     /// Set when this instance hands over (another may load the same
     /// directory): from then on nothing is written to disk.
     closed: AtomicBool,
@@ -122,8 +130,7 @@ impl Store {
     /// recorded as `error` ("control plane restarted while it was running").
     pub fn open(control_dir: &Path) -> anyhow::Result<Store> {
         let dir = control_dir.join("executions");
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        create_private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut inner = Inner::default();
         let listing =
             std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
@@ -154,7 +161,7 @@ impl Store {
         }
         let store = Store {
             dir,
-            inner: Mutex::new(inner),
+            inner: RwLock::new(inner),
             closed: AtomicBool::new(false),
         };
         let unfinished: Vec<String> = store
@@ -170,8 +177,12 @@ impl Store {
         Ok(store)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn exec_dir(&self, id: &str) -> PathBuf {
@@ -193,17 +204,28 @@ impl Store {
         template.id = id.clone();
         template.counter = counter;
         let dir = self.exec_dir(&id);
-        std::fs::create_dir_all(&dir)
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let log = open_log(&dir)?;
-        self.save(&template)?;
+        let made = ExecLog::open(&dir).and_then(|log| {
+            self.save(&template)?;
+            Ok(log)
+        });
+        let log = match made {
+            Ok(log) => log,
+            Err(e) => {
+                // No empty or half-made execution stays behind.
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         inner.counters.insert(counter, id.clone());
         inner.entries.insert(
             id,
             Entry {
                 record: template.clone(),
-                events: Vec::new(),
-                log: Some(log),
+                log: Arc::new(log),
             },
         );
         Ok(template)
@@ -225,39 +247,43 @@ impl Store {
         change(&mut entry.record);
         entry.record.mtime = Some(now_iso());
         let record = entry.record.clone();
+        // Saved under the lock, so that the file keeps the last change.
         if let Err(e) = self.save(&record) {
-            warn_once(&mut inner, &e);
+            warn(&format!("{e:#}"));
         }
+        drop(inner);
         Some(record)
     }
 
-    /// Appends one log event, to memory and to `events.jsonl`.
+    /// The log of `id`.
+    fn log(&self, id: &str) -> Option<Arc<ExecLog>> {
+        self.read().entries.get(id).map(|e| e.log.clone())
+    }
+
+    /// Appends one log event.
     pub fn push_event(&self, id: &str, event: LogEvent) {
-        let closed = self.closed.load(Ordering::SeqCst);
-        let mut inner = self.lock();
-        let Some(entry) = inner.entries.get_mut(id) else {
+        self.push_events(id, std::slice::from_ref(&event));
+    }
+
+    /// Appends log events, in one write. Lines that cannot be written
+    /// (a full disk) are counted, and a marker event takes their place
+    /// once writing works again; the first failure and the recovery are
+    /// reported on stderr.
+    pub fn push_events(&self, id: &str, events: &[LogEvent]) {
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some(log) = self.log(id) else {
             return;
         };
-        let mut failed = None;
-        if let (Some(log), false) = (entry.log.as_mut(), closed) {
-            match serde_json::to_vec(&event) {
-                Ok(mut line) => {
-                    line.push(b'\n');
-                    // One write per event on an O_APPEND file: lines never
-                    // interleave and each is on disk (in the page cache) as
-                    // soon as it arrives.
-                    if let Err(e) = log.write_all(&line) {
-                        failed = Some(anyhow::Error::new(e).context(format!(
-                            "cannot append to the log of {id}; keeping it in memory only"
-                        )));
-                    }
-                }
-                Err(e) => failed = Some(e.into()),
-            }
-        }
-        entry.events.push(event);
-        if let Some(e) = failed {
-            warn_once(&mut inner, &e);
+        match log.push(events) {
+            WriteNote::Written => {}
+            WriteNote::Failing(cause) => warn(&format!(
+                "the log of {id}: {cause}; counting the lost lines until writing works again"
+            )),
+            WriteNote::Recovered { lost } => warn(&format!(
+                "the log of {id} is written again; {lost} lines were lost, and a marker in the log says where"
+            )),
         }
     }
 
@@ -309,7 +335,7 @@ impl Store {
     /// Finds an execution by id, `local:N`, `local:latest`, or a bare
     /// counter; returns its id.
     pub fn resolve(&self, key: &str) -> Option<String> {
-        let inner = self.lock();
+        let inner = self.read();
         if inner.entries.contains_key(key) {
             return Some(key.to_string());
         }
@@ -323,12 +349,12 @@ impl Store {
 
     /// The record of `id`.
     pub fn get(&self, id: &str) -> Option<Execution> {
-        self.lock().entries.get(id).map(|e| e.record.clone())
+        self.read().entries.get(id).map(|e| e.record.clone())
     }
 
     /// Every record, oldest (lowest counter) first.
     pub fn list(&self) -> Vec<Execution> {
-        let inner = self.lock();
+        let inner = self.read();
         inner
             .counters
             .values()
@@ -337,43 +363,38 @@ impl Store {
             .collect()
     }
 
-    /// The last `limit` events of `id` that pass `pick` (all of them when
-    /// `limit` is 0), oldest first, and how many passed in total.
-    pub fn events(
+    /// The last `limit` events of `id` (all of them for 0), as a window
+    /// to stream.
+    pub fn window(&self, id: &str, limit: u64) -> Option<std::io::Result<Window>> {
+        self.log(id).map(|log| log.window(limit))
+    }
+
+    /// The last `limit` events of `id` (all for 0), read, and the total:
+    /// for small windows.
+    pub fn events(&self, id: &str, limit: u64) -> Option<anyhow::Result<(u64, Vec<LogEvent>)>> {
+        let window = self.window(id, limit)?;
+        Some(
+            window
+                .map_err(anyhow::Error::from)
+                .and_then(|w| Ok((w.total, w.read()?))),
+        )
+    }
+
+    /// The last `limit` status events of `id` (all for 0), and how many
+    /// there are.
+    pub fn status_events(
         &self,
         id: &str,
-        limit: usize,
-        pick: impl Fn(&LogEvent) -> bool,
-    ) -> Option<(usize, Vec<LogEvent>)> {
-        let inner = self.lock();
-        let entry = inner.entries.get(id)?;
-        let picked: Vec<&LogEvent> = entry.events.iter().filter(|e| pick(e)).collect();
-        let total = picked.len();
-        let skip = if limit == 0 {
-            0
-        } else {
-            total.saturating_sub(limit)
-        };
-        Some((total, picked[skip..].iter().map(|e| (*e).clone()).collect()))
+        limit: u64,
+    ) -> Option<anyhow::Result<(u64, Vec<LogEvent>)>> {
+        self.log(id).map(|log| log.status_events(limit))
     }
 }
 
-fn warn_once(inner: &mut Inner, e: &anyhow::Error) {
-    if !inner.warned {
-        inner.warned = true;
-        tracing::warn!("{e:#}");
-        eprintln!("porthole control plane: warning: {e:#}");
-    }
-}
-
-fn open_log(dir: &Path) -> anyhow::Result<File> {
-    let path = dir.join("events.jsonl");
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))
+/// Reports a problem of the control plane itself (it has no other place).
+fn warn(message: &str) {
+    tracing::warn!("{message}");
+    eprintln!("porthole control plane: warning: {message}");
 }
 
 fn load_entry(dir: &Path) -> anyhow::Result<Entry> {
@@ -382,29 +403,10 @@ fn load_entry(dir: &Path) -> anyhow::Result<Entry> {
         .with_context(|| format!("cannot read {}", path.display()))?;
     let record: Execution =
         serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
-    let events_path = dir.join("events.jsonl");
-    let mut events = Vec::new();
-    match std::fs::read(&events_path) {
-        Ok(bytes) => {
-            for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                // A crash mid-write leaves a torn last line: skip it rather
-                // than lose the whole log.
-                match serde_json::from_slice::<LogEvent>(line) {
-                    Ok(event) => events.push(event),
-                    Err(e) => {
-                        tracing::warn!("{}: skipping a damaged line: {e}", events_path.display())
-                    }
-                }
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", events_path.display())),
-    }
-    let log = open_log(dir)?;
+    let log = ExecLog::open(dir)?;
     Ok(Entry {
         record,
-        events,
-        log: Some(log),
+        log: Arc::new(log),
     })
 }
 
@@ -448,7 +450,7 @@ mod tests {
         drop(store);
 
         let store = Store::open(dir.path()).expect("reopens");
-        let (total, events) = store.events(&a.id, 0, |_| true).expect("known");
+        let (total, events) = store.events(&a.id, 0).expect("known").expect("reads");
         assert_eq!(total, 51);
         let lines: Vec<_> = events
             .iter()
@@ -462,8 +464,9 @@ mod tests {
         assert_eq!(b.status_detail.as_deref(), Some(RESTARTED_DETAIL));
         assert!(b.end_time.is_some());
         let (_, status) = store
-            .events(&b.id, 0, |e| e.stream == Stream::Status)
-            .expect("known");
+            .status_events(&b.id, 0)
+            .expect("known")
+            .expect("reads");
         assert!(
             status.iter().any(|e| e.message.contains(RESTARTED_DETAIL)),
             "{status:?}"
@@ -489,12 +492,16 @@ mod tests {
             .join("executions")
             .join(&a.id)
             .join("events.jsonl");
-        let mut f = OpenOptions::new().append(true).open(&log).expect("opens");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .expect("opens");
         f.write_all(br#"{"time":"2024-01-01T00:00:00","str"#)
             .expect("writes");
         let store = Store::open(dir.path()).expect("reopens");
-        let (_, events) = store.events(&a.id, 0, |_| true).expect("known");
+        let (_, events) = store.events(&a.id, 0).expect("known").expect("reads");
         assert_eq!(events[0].message, "hello");
+        assert!(events[1].is_gap_marker(), "{events:?}");
     }
 
     #[test]
@@ -505,10 +512,35 @@ mod tests {
         for i in 0..10 {
             store.push_status(&a.id, format!("{i}"));
         }
-        let (total, events) = store.events(&a.id, 3, |_| true).expect("known");
+        let (total, events) = store.events(&a.id, 3).expect("known").expect("reads");
         assert_eq!(total, 10);
         let got: Vec<_> = events.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(got, ["7", "8", "9"]);
+    }
+
+    #[test]
+    fn execution_directories_are_private_and_a_failed_create_leaves_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("opens");
+        let a = store.create(template()).expect("created");
+        for d in [store.dir.clone(), store.exec_dir(&a.id)] {
+            let mode = std::fs::metadata(&d).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", d.display());
+        }
+        // A record that cannot be saved (the store's directory made
+        // read-only; root ignores that, so make a file stand in the way).
+        let blocked = Store {
+            dir: dir.path().join("not-a-dir"),
+            inner: RwLock::new(Inner::default()),
+            closed: AtomicBool::new(false),
+        };
+        std::fs::write(&blocked.dir, b"").expect("writes");
+        assert!(blocked.create(template()).is_err());
+        let listed: Vec<_> = std::fs::read_dir(store.dir.clone())
+            .expect("lists")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(listed.len(), 1, "{listed:?}");
     }
 
     #[test]

@@ -263,6 +263,48 @@ pub struct EventsPage {
     pub events: Vec<LogEvent>,
 }
 
+/// One log event borrowed from the bytes it was read from (no copy when
+/// its strings have no escapes): for reading long logs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LogEventRef<'a> {
+    /// ISO 8601 time without zone.
+    #[serde(default, borrow)]
+    pub time: std::borrow::Cow<'a, str>,
+    /// The stream.
+    pub stream: Stream,
+    /// The text.
+    #[serde(default, borrow)]
+    pub message: std::borrow::Cow<'a, str>,
+}
+
+impl LogEventRef<'_> {
+    /// An owned copy.
+    pub fn to_owned_event(&self) -> LogEvent {
+        LogEvent {
+            time: self.time.clone().into_owned(),
+            stream: self.stream.clone(),
+            message: self.message.clone().into_owned(),
+        }
+    }
+
+    /// Whether this event marks lost log lines (see [`GAP_PREFIX`]).
+    pub fn is_gap_marker(&self) -> bool {
+        self.stream == Stream::Status && self.message.starts_with(GAP_PREFIX)
+    }
+}
+
+/// How a gap marker's message starts: a `status` event the local control
+/// plane writes where log lines were lost (a full disk), saying how many
+/// and why.
+pub const GAP_PREFIX: &str = "[porthole gap] ";
+
+impl LogEvent {
+    /// Whether this event marks lost log lines (see [`GAP_PREFIX`]).
+    pub fn is_gap_marker(&self) -> bool {
+        self.stream == Stream::Status && self.message.starts_with(GAP_PREFIX)
+    }
+}
+
 /// `executions/{id}/status-events/`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusEvents {

@@ -7,7 +7,20 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use super::credentials::{Credentials, Token};
-use super::model::{CreateExecution, EventsPage, Execution, Page, Project, StatusEvents, User};
+use super::model::{
+    CreateExecution, EventsPage, Execution, LogEvent, LogEventRef, Page, Project, StatusEvents,
+    User,
+};
+use super::pagestream::{PageSplitter, Piece};
+
+/// What [`ApiClient::events_each`] hands over, in order.
+#[derive(Debug)]
+pub enum PageItem<'a> {
+    /// The log's total count of events (first).
+    Total(u64),
+    /// The next event of the page, borrowed from the bytes read.
+    Event(LogEventRef<'a>),
+}
 
 /// Per-request limit: polls must not hang the console.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
@@ -34,12 +47,24 @@ pub enum ApiError {
         what: String,
     },
     /// 429 or 5xx: worth retrying later.
-    #[error("{host} is busy or failing (HTTP {status}); retrying")]
+    #[error("{host} is busy or failing (HTTP {status}{detail}); retrying")]
     Retryable {
         /// The installation.
         host: String,
         /// The status.
         status: u16,
+        /// The server's words, if it said any (`: ...`), so that the
+        /// real cause shows.
+        detail: String,
+    },
+    /// 507: the server's disk is full; retrying will not help until
+    /// someone makes room.
+    #[error("{what}: the server is out of storage (HTTP 507): {detail}")]
+    Storage {
+        /// What was asked for.
+        what: String,
+        /// The server's words.
+        detail: String,
     },
     /// Any other HTTP error.
     #[error("{what}: HTTP {status}: {detail}")]
@@ -198,18 +223,27 @@ impl ApiClient {
             404 => ApiError::NotFound {
                 what: what.to_string(),
             },
-            429 | 500..=599 => ApiError::Retryable {
-                host: self.host(),
-                status: status.as_u16(),
+            507 => ApiError::Storage {
+                what: what.to_string(),
+                detail: server_detail(body),
             },
-            s => {
-                let detail: String = String::from_utf8_lossy(body).chars().take(200).collect();
-                ApiError::Http {
-                    what: what.to_string(),
-                    status: s,
-                    detail,
+            429 | 500..=599 => {
+                let detail = server_detail(body);
+                ApiError::Retryable {
+                    host: self.host(),
+                    status: status.as_u16(),
+                    detail: if detail.is_empty() {
+                        detail
+                    } else {
+                        format!(": {detail}")
+                    },
                 }
             }
+            s => ApiError::Http {
+                what: what.to_string(),
+                status: s,
+                detail: server_detail(body),
+            },
         }
     }
 
@@ -280,6 +314,118 @@ impl ApiClient {
         .await
     }
 
+    /// The last `limit` log events (`0` = all of them), read as they
+    /// arrive: `each` gets the page's total first ([`PageItem::Total`]),
+    /// then its events one by one, and may stop the reading by returning
+    /// `false`. Memory stays at one event whatever the page's size.
+    pub async fn events_each(
+        &self,
+        id: &str,
+        limit: u64,
+        mut each: impl FnMut(PageItem<'_>) -> bool,
+    ) -> Result<(), ApiError> {
+        let what = format!("the log of execution {id}");
+        let url = self.url(&format!("executions/{}/events/?limit={limit}", encode(id)))?;
+        let mut resp = self
+            .http
+            .get(url)
+            .header("Authorization", format!("Token {}", self.token.expose()))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
+            return Err(self.http_error(status, &what, &bytes));
+        }
+        let invalid = |reason: String| ApiError::InvalidJson {
+            what: what.clone(),
+            reason,
+        };
+        let mut splitter = PageSplitter::new();
+        // Events that come before the total (a server that orders the
+        // members differently) wait for it.
+        let mut early: Vec<LogEvent> = Vec::new();
+        let mut total_sent = false;
+        let mut failed: Option<ApiError> = None;
+        let mut stopped = false;
+        let mut on_piece = |piece: Piece<'_>| -> bool {
+            match piece {
+                Piece::Member(key, value) if key == "total" && !total_sent => {
+                    let Some(total) = value.as_u64() else {
+                        failed = Some(invalid(format!("total: {value} is not a count")));
+                        return false;
+                    };
+                    total_sent = true;
+                    if !each(PageItem::Total(total)) {
+                        stopped = true;
+                        return false;
+                    }
+                    for e in early.drain(..) {
+                        if !each(PageItem::Event(LogEventRef {
+                            time: e.time.into(),
+                            stream: e.stream,
+                            message: e.message.into(),
+                        })) {
+                            stopped = true;
+                            return false;
+                        }
+                    }
+                    true
+                }
+                Piece::Member(..) => true,
+                Piece::Event(raw) => match serde_json::from_slice::<LogEventRef<'_>>(raw) {
+                    Err(e) => {
+                        failed = Some(invalid(format!("an event: {e}")));
+                        false
+                    }
+                    Ok(event) if !total_sent => {
+                        early.push(event.to_owned_event());
+                        true
+                    }
+                    Ok(event) => {
+                        let go_on = each(PageItem::Event(event));
+                        stopped = !go_on;
+                        go_on
+                    }
+                },
+            }
+        };
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(e))? {
+            let go_on = splitter
+                .feed(&chunk, &mut on_piece)
+                .map_err(|e| invalid(e.to_string()))?;
+            if !go_on {
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if stopped {
+            return Ok(());
+        }
+        splitter.finish().map_err(|e| invalid(e.to_string()))?;
+        if !total_sent {
+            // No total at all: the page is the whole log.
+            if !each(PageItem::Total(early.len() as u64)) {
+                return Ok(());
+            }
+            for e in early {
+                let event = LogEventRef {
+                    time: e.time.into(),
+                    stream: e.stream,
+                    message: e.message.into(),
+                };
+                if !each(PageItem::Event(event)) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Status events (where the SSH announcement appears).
     pub async fn status_events(&self, id: &str) -> Result<StatusEvents, ApiError> {
         self.get(
@@ -315,6 +461,21 @@ impl ApiClient {
         )
         .await
     }
+}
+
+/// The server's explanation: Django REST's `{"detail": ...}` when it is
+/// that, else the body's start; one line, at most 200 characters.
+fn server_detail(body: &[u8]) -> String {
+    let text = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(200)
+        .collect()
 }
 
 /// Path segments come from users (`12`, `proj:latest`): keep them one segment.

@@ -225,6 +225,7 @@ pub async fn run(
         auth,
         known_hosts: paths.known_hosts(),
         timeout: Duration::from_secs(15),
+        log_tail: scrollback,
     };
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;

@@ -44,6 +44,9 @@ pub struct Context {
     pub known_hosts: std::path::PathBuf,
     /// Connect timeout.
     pub timeout: Duration,
+    /// How many of a log's last lines a log pane fetches first, and keeps
+    /// at most (its scrollback).
+    pub log_tail: usize,
 }
 
 enum ShellInput {
@@ -182,6 +185,7 @@ impl Runtime {
                 if let (false, Some(client)) = (self.logs.contains_key(&exec_id), client) {
                     let task = tokio::spawn(follow_log(
                         client,
+                        self.ctx.log_tail as u64,
                         exec_id.clone(),
                         self.tx.clone(),
                         self.endpoints.clone(),
@@ -370,13 +374,20 @@ async fn publish(
     }
 }
 
+/// Feeds a log pane: the log's tail first (as much as the pane keeps),
+/// shown at once, then every new line. A burst larger than the pane
+/// skips ahead (a notice says how much): memory follows the scrollback,
+/// not the log.
 async fn follow_log(
     client: ApiClient,
+    keep: u64,
     exec_id: String,
     tx: mpsc::Sender<Msg>,
     endpoints: Arc<Mutex<HashMap<String, Endpoint>>>,
 ) {
-    let mut follower = LogFollower::new();
+    let keep = keep.max(1);
+    let mut follower = LogFollower::tail(keep).with_max_gap(keep);
+    let mut skipped = 0;
     let mut scanner = Scanner::new();
     let mut limit = follower.first_limit();
     let mut backoff = LOG_POLL;
@@ -384,7 +395,22 @@ async fn follow_log(
         match client.events(&exec_id, limit).await {
             Ok(page) => {
                 backoff = LOG_POLL;
-                let (fresh, next) = follower.accept(limit, &page);
+                let (mut fresh, next) = follower.accept(limit, &page);
+                if follower.skipped() > skipped {
+                    // Said in the log itself, where the lines are missing.
+                    fresh.insert(
+                        0,
+                        crate::source::LogEvent {
+                            time: crate::source::model::now_iso(),
+                            stream: Stream::Status,
+                            message: format!(
+                                "porthole: {} lines skipped here (more than this pane keeps arrived at once; `porthole logs` has them all)",
+                                follower.skipped() - skipped
+                            ),
+                        },
+                    );
+                    skipped = follower.skipped();
+                }
                 for e in &fresh {
                     if let Some(ep) = scanner.feed(&e.message) {
                         publish(&endpoints, &tx, &exec_id, ep).await;

@@ -36,9 +36,14 @@ impl LogPane {
         }
     }
 
-    /// Appends events (a message with newlines becomes several lines).
+    /// Appends events (a message with newlines becomes several lines). A
+    /// marker of lost lines also becomes the pane's notice, so that it is
+    /// seen even when it has scrolled by.
     pub fn push(&mut self, events: &[LogEvent]) {
         for e in events {
+            if e.is_gap_marker() {
+                self.notice = Some(e.message.clone());
+            }
             for line in e.message.split('\n') {
                 if self.lines.len() == self.capacity {
                     self.lines.pop_front();
@@ -140,6 +145,25 @@ mod tests {
         p.scroll_down(10);
         assert!(p.follow);
         assert_eq!(p.visible(1).next().map(|l| l.message.as_str()), Some("e"));
+    }
+
+    #[test]
+    fn a_gap_marker_becomes_the_notice() {
+        let mut p = LogPane::new(10);
+        p.push(&[
+            ev("a"),
+            LogEvent {
+                time: String::new(),
+                stream: Stream::Status,
+                message: format!(
+                    "{}5 log lines lost here: No space left on device",
+                    crate::source::model::GAP_PREFIX
+                ),
+            },
+        ]);
+        let notice = p.notice.clone().expect("a notice");
+        assert!(notice.contains("5 log lines lost here"), "{notice}");
+        assert_eq!(p.lines.len(), 2);
     }
 
     #[test]
