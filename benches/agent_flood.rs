@@ -43,6 +43,20 @@ struct Target {
     pid: u32,
 }
 
+/// The agent and sshd as measured targets.
+fn targets(agent: &common::Agent, sshd: &Sshd) -> (Target, Target) {
+    (
+        Target {
+            port: agent.port(),
+            pid: agent.pid(),
+        },
+        Target {
+            port: sshd.port(),
+            pid: sshd.pid(),
+        },
+    )
+}
+
 /// RSS (kB) summed over `root` and its descendants.
 fn tree_rss_kb(root: u32) -> u64 {
     std::iter::once(root)
@@ -408,14 +422,7 @@ fn main() {
 
     // 1. Pre-KEX flood.
     let (a, s) = (agent(), sshd());
-    let at = Target {
-        port: a.port(),
-        pid: a.pid(),
-    };
-    let st = Target {
-        port: s.port(),
-        pid: s.pid(),
-    };
+    let (at, st) = targets(&a, &s);
     let (idle_a, idle_s) = (tree_rss_kb(at.pid), tree_rss_kb(st.pid));
     let pa = prekex_flood(&rt, &at);
     let ps = prekex_flood(&rt, &st);
@@ -439,14 +446,7 @@ fn main() {
 
     // 2. Held unauthenticated connections, and the owner meanwhile.
     let (a, s) = (agent(), sshd());
-    let at = Target {
-        port: a.port(),
-        pid: a.pid(),
-    };
-    let st = Target {
-        port: s.port(),
-        pid: s.pid(),
-    };
+    let (at, st) = targets(&a, &s);
     let (ha, hs) = std::thread::scope(|scope| {
         let ha = scope.spawn(|| hold_and_login(&rt, &at, grace, &owner, &ssh));
         let hs = scope.spawn(|| hold_and_login(&rt, &st, grace, &owner, &ssh));
@@ -487,14 +487,7 @@ fn main() {
 
     // 3. Idle memory.
     let (a, s) = (agent(), sshd());
-    let at = Target {
-        port: a.port(),
-        pid: a.pid(),
-    };
-    let st = Target {
-        port: s.port(),
-        pid: s.pid(),
-    };
+    let (at, st) = targets(&a, &s);
     let (ia, pa) = idle_memory(&at, &owner, &ssh);
     let (is, ps) = idle_memory(&st, &owner, &ssh);
     rows.push(format!(

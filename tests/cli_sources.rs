@@ -11,33 +11,7 @@ use std::time::Duration;
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn porthole(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_porthole"));
-    cmd.env("PORTHOLE_CONFIG_DIR", dir.join("config"))
-        .env("PORTHOLE_DATA_DIR", dir.join("data"))
-        .env("XDG_CONFIG_HOME", dir.join("xdg"))
-        .env("PORTHOLE_AGENT_BIN", common::agent_bin())
-        .env_remove("VALOHAI_TOKEN")
-        .env_remove("VALOHAI_HOST")
-        .env_remove("VALOHAI_PROJECT")
-        .env_remove("VALOHAI_CONFIG_DIR")
-        .env_remove("SSH_AUTH_SOCK");
-    cmd
-}
-
-/// Stops the background `porthole serve` that `porthole run` started for
-/// this data directory (it is found by its environment).
-struct ServeGuard(std::path::PathBuf);
-
-impl Drop for ServeGuard {
-    fn drop(&mut self) {
-        let needle = format!("PORTHOLE_DATA_DIR={}", self.0.display());
-        for pid in common::pids_matching("serve --listen") {
-            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
-                common::signal(pid, nix::sys::signal::Signal::SIGTERM);
-            }
-        }
-    }
+    common::porthole_in(dir)
 }
 
 #[test]
@@ -46,7 +20,7 @@ fn run_then_exec_finds_the_execution_through_its_log() {
         return;
     };
     let dir = common::temp_dir();
-    let _serve = ServeGuard(dir.path().join("data"));
+    let _serve = common::ServeGuard(dir.path().join("data"));
 
     let out = common::run_with_timeout(
         porthole(dir.path()).args([
@@ -156,7 +130,7 @@ fn linger_extend_and_release_reach_the_agent_of_an_execution() {
         return;
     };
     let dir = common::temp_dir();
-    let _serve = ServeGuard(dir.path().join("data"));
+    let _serve = common::ServeGuard(dir.path().join("data"));
     let out = common::run_with_timeout(
         porthole(dir.path()).args(["run", "--linger", "10m", "--", "sh", "-c", "exit 3"]),
         LIMIT,

@@ -12,33 +12,7 @@ use std::time::Duration;
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn porthole(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_porthole"));
-    cmd.env("PORTHOLE_CONFIG_DIR", dir.join("config"))
-        .env("PORTHOLE_DATA_DIR", dir.join("data"))
-        .env("XDG_CONFIG_HOME", dir.join("xdg"))
-        .env("PORTHOLE_AGENT_BIN", common::agent_bin())
-        .env_remove("VALOHAI_TOKEN")
-        .env_remove("VALOHAI_HOST")
-        .env_remove("VALOHAI_PROJECT")
-        .env_remove("VALOHAI_CONFIG_DIR")
-        .env_remove("SSH_AUTH_SOCK");
-    cmd
-}
-
-/// Stops the background `porthole serve` of this data directory (found
-/// by its environment) when the test ends, however it ends.
-struct ServeGuard(PathBuf);
-
-impl Drop for ServeGuard {
-    fn drop(&mut self) {
-        let needle = format!("PORTHOLE_DATA_DIR={}", self.0.display());
-        for pid in common::pids_matching("serve --listen") {
-            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
-                common::signal(pid, nix::sys::signal::Signal::SIGTERM);
-            }
-        }
-    }
+    common::porthole_in(dir)
 }
 
 /// `porthole logs ARGS` with stdout and stderr in one pipe, in the order
@@ -77,7 +51,7 @@ fn wait_complete(dir: &Path) -> String {
 #[test]
 fn identical_lines_all_come_out_and_tail_gives_the_last_ones() {
     let dir = common::temp_dir();
-    let _serve = ServeGuard(dir.path().join("data"));
+    let _serve = common::ServeGuard(dir.path().join("data"));
     let out = common::run_with_timeout(
         porthole(dir.path()).args([
             "run",
@@ -157,7 +131,7 @@ fn a_full_disk_is_reported_with_its_cause_and_leaves_a_marker() {
             return;
         }
     }
-    let _serve = ServeGuard(data.clone());
+    let _serve = common::ServeGuard(data.clone());
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_porthole"));
     let mut serve = in_private_mounts(
         &format!(r#"{mount} && exec "$2" serve --listen 127.0.0.1:0"#),

@@ -477,6 +477,39 @@ impl KeyPair {
 // The agent
 // ---------------------------------------------------------------------------
 
+/// `porthole` over a data and config directory of its own under `dir`,
+/// with the test build of the agent and none of the developer's Valohai
+/// or ssh-agent settings.
+pub fn porthole_in(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_porthole"));
+    cmd.env("PORTHOLE_CONFIG_DIR", dir.join("config"))
+        .env("PORTHOLE_DATA_DIR", dir.join("data"))
+        .env("XDG_CONFIG_HOME", dir.join("xdg"))
+        .env("PORTHOLE_AGENT_BIN", agent_bin())
+        .env_remove("VALOHAI_TOKEN")
+        .env_remove("VALOHAI_HOST")
+        .env_remove("VALOHAI_PROJECT")
+        .env_remove("VALOHAI_CONFIG_DIR")
+        .env_remove("SSH_AUTH_SOCK");
+    cmd
+}
+
+/// Stops the background `porthole serve` of a data directory (found by
+/// its environment) when the test ends, however it ends.
+pub struct ServeGuard(pub PathBuf);
+
+impl Drop for ServeGuard {
+    fn drop(&mut self) {
+        let needle = format!("PORTHOLE_DATA_DIR={}", self.0.display());
+        for pid in pids_matching("serve --listen") {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+                signal(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+        }
+    }
+}
+
 /// Path of the `porthole-agent` binary cargo built for these tests.
 pub fn agent_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_porthole-agent"))
