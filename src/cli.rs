@@ -108,6 +108,14 @@ pub enum Command {
         /// Address to listen on (loopback unless you mean it).
         #[arg(long, default_value = "127.0.0.1:8740")]
         listen: std::net::SocketAddr,
+        /// Stop the background control plane of this data directory (and
+        /// its executions) instead.
+        #[arg(long, conflicts_with = "status")]
+        stop: bool,
+        /// Say whether a control plane runs for this data directory, where
+        /// and as which process; exit 1 when none does.
+        #[arg(long)]
+        status: bool,
     },
     /// Start a local execution under porthole-agent.
     Run {

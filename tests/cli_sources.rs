@@ -136,6 +136,14 @@ fn linger_extend_and_release_reach_the_agent_of_an_execution() {
         LIMIT,
     );
     assert!(out.status.success(), "{}", common::show(&out));
+    // Starting the control plane in the background is said once.
+    let started = common::stderr_of(&out);
+    assert!(
+        started.contains("started the local control plane (pid ")
+            && started.contains("stop it with `porthole serve --stop`"),
+        "{}",
+        common::show(&out)
+    );
     // The command ends at once; the agent lingers.
     let mut answer = None;
     let found = common::wait_until(common::deadline_in(Duration::from_secs(20)), || {
@@ -175,6 +183,29 @@ fn linger_extend_and_release_reach_the_agent_of_an_execution() {
     assert!(out.status.success(), "{}", common::show(&out));
     assert!(
         common::stdout_of(&out).contains("linger released"),
+        "{}",
+        common::show(&out)
+    );
+
+    // The background control plane: where it runs, then stopped.
+    let out = common::run_with_timeout(porthole(dir.path()).args(["serve", "--status"]), LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{}", common::show(&out));
+    assert!(
+        common::stdout_of(&out).contains("the local control plane runs at http://127.0.0.1:"),
+        "{}",
+        common::show(&out)
+    );
+    let out = common::run_with_timeout(porthole(dir.path()).args(["serve", "--stop"]), LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{}", common::show(&out));
+    assert!(
+        common::stdout_of(&out).contains("stopped the local control plane (pid "),
+        "{}",
+        common::show(&out)
+    );
+    let out = common::run_with_timeout(porthole(dir.path()).args(["serve", "--status"]), LIMIT);
+    assert_eq!(out.status.code(), Some(1), "{}", common::show(&out));
+    assert!(
+        common::stdout_of(&out).contains("no local control plane runs for"),
         "{}",
         common::show(&out)
     );

@@ -104,7 +104,14 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
             let (target, opts) = prepare(&target, &connect, &source, &paths).await?;
             run_tunnels(target, opts, &specs, bind).await
         }
-        Command::Serve { listen } => {
+        Command::Serve {
+            listen,
+            stop,
+            status,
+        } => {
+            if stop || status {
+                return serve_control(&paths, stop).await;
+            }
             crate::control::serve(listen, &paths).await?;
             Ok(0)
         }
@@ -141,6 +148,45 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
             let (resolved, opts) = prepare(&target, &connect, &source, &paths).await?;
             let session = ssh::connect(&resolved, &opts).await?;
             linger::request(&session, &target, request).await
+        }
+    }
+}
+
+/// `porthole serve --status` (or `--stop`): the background control plane
+/// of this data directory.
+async fn serve_control(paths: &Paths, stop: bool) -> anyhow::Result<i32> {
+    use crate::control::Background;
+    match crate::control::background(paths).await {
+        Background::None => {
+            println!(
+                "no local control plane runs for {}",
+                paths.data_dir.display()
+            );
+            Ok(if stop { 0 } else { 1 })
+        }
+        Background::InProcess(endpoint) => {
+            println!(
+                "the local control plane at {}api/v0/ runs inside a porthole console; quit \
+                 the console to stop it",
+                endpoint.url
+            );
+            Ok(if stop { 1 } else { 0 })
+        }
+        Background::Serve { endpoint, pid } if stop => {
+            crate::control::stop_background(pid, paths).await?;
+            println!(
+                "stopped the local control plane (pid {pid}) at {}api/v0/",
+                endpoint.url
+            );
+            Ok(0)
+        }
+        Background::Serve { endpoint, pid } => {
+            println!(
+                "the local control plane runs at {}api/v0/ (pid {pid}); stop it with \
+                 `porthole serve --stop`",
+                endpoint.url
+            );
+            Ok(0)
         }
     }
 }

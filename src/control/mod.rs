@@ -233,6 +233,16 @@ pub async fn serve_with(
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let instance = open(listen, paths, options).await?;
+    // Only `porthole serve` writes its pid: `serve --stop` must never
+    // signal a console that runs a control plane inside itself.
+    let pid_file = serve_pid_file(paths);
+    if let Err(e) =
+        store::write_atomically(&pid_file, format!("{}\n", std::process::id()).as_bytes())
+    {
+        eprintln!(
+            "porthole control plane: warning: {e:#}; `porthole serve --stop` will not find it"
+        );
+    }
     println!("porthole control plane: {}api/v0/", instance.endpoint.url);
     println!("token file: {}", token_file(paths).display());
     let shutdown = async move {
@@ -243,6 +253,72 @@ pub async fn serve_with(
         eprintln!("porthole control plane: {name} received; stopping running executions");
     };
     run(instance, shutdown).await;
+    let _ = std::fs::remove_file(&pid_file);
+    Ok(())
+}
+
+/// The file where `porthole serve` keeps its process id.
+pub fn serve_pid_file(paths: &Paths) -> PathBuf {
+    control_dir(paths).join("serve.pid")
+}
+
+/// The pid of the `porthole serve` of `paths`, if its file names a
+/// process that is a `porthole serve`.
+pub fn serve_pid(paths: &Paths) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(serve_pid_file(paths))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let is_serve = cmdline.split(|b| *b == 0).any(|arg| arg == b"serve");
+    is_serve.then_some(pid)
+}
+
+/// What `porthole serve --status` and `--stop` found.
+pub enum Background {
+    /// None answers for this data directory.
+    None,
+    /// A `porthole serve` answers.
+    Serve {
+        /// Where.
+        endpoint: Endpoint,
+        /// Its process.
+        pid: i32,
+    },
+    /// One answers inside another process (the console's).
+    InProcess(Endpoint),
+}
+
+/// The control plane of `paths`, as `serve --status` tells it.
+pub async fn background(paths: &Paths) -> Background {
+    match discover(paths).await {
+        None => Background::None,
+        Some(endpoint) => match serve_pid(paths) {
+            Some(pid) => Background::Serve { endpoint, pid },
+            None => Background::InProcess(endpoint),
+        },
+    }
+}
+
+/// Stops the `porthole serve` of `paths` (SIGTERM, which stops its
+/// executions too) and waits until it no longer answers.
+pub async fn stop_background(pid: i32, paths: &Paths) -> anyhow::Result<()> {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .with_context(|| format!("cannot signal the control plane (pid {pid})"))?;
+    let started = Instant::now();
+    while discover(paths).await.is_some() || serve_pid(paths) == Some(pid) {
+        if started.elapsed() > START_TIMEOUT {
+            anyhow::bail!(
+                "the control plane (pid {pid}) still runs {} s after SIGTERM",
+                START_TIMEOUT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Ok(())
 }
 
@@ -345,6 +421,11 @@ pub async fn ensure_running(paths: &Paths) -> anyhow::Result<Endpoint> {
     let started = Instant::now();
     loop {
         if let Some(endpoint) = discover(paths).await {
+            eprintln!(
+                "porthole: started the local control plane (pid {}); stop it with `porthole \
+                 serve --stop`",
+                child.id()
+            );
             // Reap it whenever it ends, so it never lingers as a zombie of ours.
             std::thread::spawn(move || child.wait());
             return Ok(endpoint);
