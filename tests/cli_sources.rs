@@ -236,3 +236,85 @@ fn usage_errors_exit_2_and_say_what_is_valid() {
         common::show(&out)
     );
 }
+
+#[test]
+fn sessions_and_tunnels_say_when_their_execution_was_stopped() {
+    let dir = common::temp_dir();
+    let _serve = common::ServeGuard(dir.path().join("data"));
+    let out = common::run_with_timeout(
+        porthole(dir.path()).args(["run", "--", "sleep", "120"]),
+        LIMIT,
+    );
+    assert!(out.status.success(), "{}", common::show(&out));
+    let announced = common::wait_until(common::deadline_in(Duration::from_secs(20)), || {
+        let out = common::run_with_timeout(porthole(dir.path()).args(["list", "--json"]), LIMIT);
+        common::stdout_of(&out).contains("\"host_key\": \"SHA256:")
+    });
+    assert!(announced, "no SSH address announced");
+
+    let spawn = |args: &[&str]| {
+        let mut child = porthole(dir.path())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn porthole");
+        let out = common::SharedBuf::default();
+        let err = common::SharedBuf::default();
+        common::drain_into(child.stdout.take().expect("piped"), out.clone());
+        common::drain_into(child.stderr.take().expect("piped"), err.clone());
+        (child, out, err)
+    };
+    let (mut exec, exec_out, exec_err) = spawn(&["exec", "1", "--", "echo started; sleep 60"]);
+    let (mut tunnel, tunnel_out, _tunnel_err) = spawn(&["tunnel", "1", ":9"]);
+    assert!(
+        exec_out.wait_for("started", Duration::from_secs(20)),
+        "{}",
+        exec_err.text()
+    );
+    assert!(
+        tunnel_out.wait_for(": up", Duration::from_secs(20)),
+        "{}",
+        tunnel_out.text()
+    );
+
+    let out = common::run_with_timeout(porthole(dir.path()).args(["stop", "1"]), LIMIT);
+    assert!(out.status.success(), "{}", common::show(&out));
+
+    let status = common::wait_child(&mut exec, Duration::from_secs(30));
+    assert!(status.is_some_and(|s| !s.success()), "exec: {status:?}");
+    assert!(
+        exec_err.wait_for(
+            "Connection to 127.0.0.1 closed: execution #1 was stopped.",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        exec_err.text()
+    );
+    let status = common::wait_child(&mut tunnel, Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.code() == Some(255)),
+        "tunnel: {status:?}\n{}",
+        tunnel_out.text()
+    );
+    assert!(
+        tunnel_out
+            .text()
+            .contains("execution #1 was stopped; stopping"),
+        "{}",
+        tunnel_out.text()
+    );
+
+    // And afterwards, no connection attempt ends in "connection refused".
+    let out = common::run_with_timeout(
+        porthole(dir.path()).args(["exec", "1", "--", "true"]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(255), "{}", common::show(&out));
+    assert!(
+        common::stderr_of(&out).contains("execution #1 was stopped; its SSH server has gone"),
+        "{}",
+        common::show(&out)
+    );
+}

@@ -6,6 +6,7 @@ pub mod keygen;
 pub mod linger;
 pub mod prompt;
 pub mod source;
+pub mod watch;
 
 use std::io::IsTerminal as _;
 use std::sync::atomic::Ordering;
@@ -21,6 +22,7 @@ use crate::ssh::identity::AuthOptions;
 use crate::ssh::trust::HostTrust;
 use crate::ssh::tunnel::{self, Tunnel, TunnelEvent};
 use crate::ssh::{self, ConnectOptions, Target};
+use watch::Watch;
 
 /// Exit code for porthole's own failures (connection, trust, keys), as
 /// OpenSSH's client uses 255.
@@ -64,8 +66,8 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
             source,
             command,
         } => {
-            let (target, opts) = prepare(&target, &connect, &source, &paths).await?;
-            let session = ssh::connect(&target, &opts).await?;
+            let (target, opts, watch) = prepare(&target, &connect, &source, &paths).await?;
+            let session = connect_or_explain(&target, &opts, watch.as_ref()).await?;
             let line = command.join(" ");
             let exit = if tty {
                 ssh::shell::interactive(&session, Some(&line)).await?
@@ -82,6 +84,7 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
                 )
                 .await?
             };
+            say_why_it_ended(&target, &exit, watch.as_ref()).await;
             Ok(exit.code())
         }
         Command::Shell {
@@ -89,9 +92,10 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
             connect,
             source,
         } => {
-            let (target, opts) = prepare(&target, &connect, &source, &paths).await?;
-            let session = ssh::connect(&target, &opts).await?;
+            let (target, opts, watch) = prepare(&target, &connect, &source, &paths).await?;
+            let session = connect_or_explain(&target, &opts, watch.as_ref()).await?;
             let exit = ssh::shell::interactive(&session, None).await?;
+            say_why_it_ended(&target, &exit, watch.as_ref()).await;
             Ok(exit.code())
         }
         Command::Tunnel {
@@ -101,8 +105,8 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
             connect,
             source,
         } => {
-            let (target, opts) = prepare(&target, &connect, &source, &paths).await?;
-            run_tunnels(target, opts, &specs, bind).await
+            let (target, opts, watch) = prepare(&target, &connect, &source, &paths).await?;
+            run_tunnels(target, opts, &specs, bind, watch).await
         }
         Command::Serve {
             listen,
@@ -145,8 +149,8 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
                     return Ok(USAGE);
                 }
             };
-            let (resolved, opts) = prepare(&target, &connect, &source, &paths).await?;
-            let session = ssh::connect(&resolved, &opts).await?;
+            let (resolved, opts, watch) = prepare(&target, &connect, &source, &paths).await?;
+            let session = connect_or_explain(&resolved, &opts, watch.as_ref()).await?;
             linger::request(&session, &target, request).await
         }
     }
@@ -199,9 +203,10 @@ async fn prepare(
     args: &ConnectArgs,
     source_args: &SourceArgs,
     paths: &Paths,
-) -> anyhow::Result<(Target, ConnectOptions)> {
+) -> anyhow::Result<(Target, ConnectOptions, Option<Watch>)> {
     let resolved = source::resolve(exec, args.user.as_deref(), source_args, paths).await?;
     let target = resolved.target;
+    let watch = resolved.watch;
     let interactive = std::io::stdin().is_terminal() || std::io::stderr().is_terminal();
     let trust = match args.fingerprint.clone().or(resolved.host_key) {
         Some(fp) => HostTrust::Pinned(fp),
@@ -227,7 +232,49 @@ async fn prepare(
             auth,
             timeout: args.connect_timeout,
         },
+        watch,
     ))
+}
+
+/// Connects; when that fails and the execution has ended, says so instead
+/// of the network's words ("connection refused").
+async fn connect_or_explain(
+    target: &Target,
+    opts: &ConnectOptions,
+    watch: Option<&Watch>,
+) -> anyhow::Result<ssh::Session> {
+    match ssh::connect(target, opts).await {
+        Ok(session) => Ok(session),
+        Err(e) => match watch {
+            Some(w) => match w.ended().await {
+                Some(why) => anyhow::bail!("{why}; its SSH server has gone"),
+                None => Err(e.into()),
+            },
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// After a session killed or cut off without an exit status, says what
+/// OpenSSH says, and why when the execution has ended.
+async fn say_why_it_ended(target: &Target, exit: &ssh::exec::RemoteExit, watch: Option<&Watch>) {
+    use ssh::exec::RemoteExit;
+    let cut = match exit {
+        RemoteExit::Unknown => true,
+        RemoteExit::Signal(sig) => sig == "KILL",
+        RemoteExit::Code(_) => false,
+    };
+    if !cut {
+        return;
+    }
+    let why = match watch {
+        Some(w) => w.ended().await,
+        None => None,
+    };
+    match why {
+        Some(why) => eprintln!("Connection to {} closed: {why}.", target.host),
+        None => eprintln!("Connection to {} closed.", target.host),
+    }
 }
 
 async fn run_tunnels(
@@ -235,6 +282,7 @@ async fn run_tunnels(
     mut opts: ConnectOptions,
     specs: &[tunnel::TunnelSpec],
     bind: std::net::IpAddr,
+    watch: Option<Watch>,
 ) -> anyhow::Result<i32> {
     let bound = tunnel::bind_all(specs, bind).await?;
     // Reconnects must not ask for the passphrase again.
@@ -257,6 +305,16 @@ async fn run_tunnels(
                     }
                     if matches!(state, tunnel::TunnelState::Failed(_)) {
                         break FAILURE;
+                    }
+                    // Between attempts: an execution that has ended will
+                    // not come back, so stop trying.
+                    if let (tunnel::TunnelState::Reconnecting { .. }, Some(w)) = (&state, &watch) {
+                        if let Some(why) = w.ended().await {
+                            for t in &tunnels {
+                                println!("tunnel {t}: {why}; stopping");
+                            }
+                            break FAILURE;
+                        }
                     }
                 }
                 Some(TunnelEvent::ConnectionFailed { tunnel, reason }) => {

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context as _};
 
+use super::watch::Watch;
 use crate::cli::SourceArgs;
 use crate::config::Paths;
 use crate::control;
@@ -160,6 +161,8 @@ pub struct Resolved {
     pub target: Target,
     /// The announced host key, to pin.
     pub host_key: Option<String>,
+    /// The execution, when `EXEC` named one, to say why a connection ends.
+    pub watch: Option<Watch>,
 }
 
 /// Resolves `EXEC`: a direct target `[user@]host:port`, else an execution
@@ -177,6 +180,7 @@ pub async fn resolve(
         return Ok(Resolved {
             target,
             host_key: None,
+            watch: None,
         });
     }
     let source = open(args, paths).await?;
@@ -200,5 +204,6 @@ pub async fn resolve(
             port: endpoint.port,
         },
         host_key: endpoint.host_key,
+        watch: Some(Watch::new(source.client.clone(), &execution)),
     })
 }
