@@ -259,12 +259,15 @@ async fn connect_or_explain(
 /// OpenSSH says, and why when the execution has ended.
 async fn say_why_it_ended(target: &Target, exit: &ssh::exec::RemoteExit, watch: Option<&Watch>) {
     use ssh::exec::RemoteExit;
-    let cut = match exit {
-        RemoteExit::Unknown => true,
-        RemoteExit::Signal(sig) => sig == "KILL",
-        RemoteExit::Code(_) => false,
+    // Stopping an execution kills its processes (TERM, then KILL) or its
+    // agent (no exit status at all): either way a signal or silence.
+    let (signalled, silent) = match exit {
+        RemoteExit::Unknown => (false, true),
+        RemoteExit::Signal(sig) => (true, sig == "KILL"),
+        // A shell whose child was killed exits with 128+N itself.
+        RemoteExit::Code(code) => ((129..=192).contains(code), false),
     };
-    if !cut {
+    if !signalled && !silent {
         return;
     }
     let why = match watch {
@@ -273,7 +276,10 @@ async fn say_why_it_ended(target: &Target, exit: &ssh::exec::RemoteExit, watch: 
     };
     match why {
         Some(why) => eprintln!("Connection to {} closed: {why}.", target.host),
-        None => eprintln!("Connection to {} closed.", target.host),
+        // A plain kill is the command's own business; a cut-off session
+        // is said as OpenSSH says it.
+        None if silent => eprintln!("Connection to {} closed.", target.host),
+        None => {}
     }
 }
 

@@ -4,6 +4,10 @@
 
 use crate::source::{ApiClient, Execution, Status};
 
+/// How often, and how many times, a stopping execution is asked again.
+const STOPPING_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+const STOPPING_POLLS: usize = 25;
+
 /// An execution found through a source, asked again when its connection
 /// ends.
 pub struct Watch {
@@ -25,11 +29,23 @@ impl Watch {
     /// `execution #5 was stopped` once it has ended; `None` while it runs,
     /// or when the source cannot be asked.
     pub async fn ended(&self) -> Option<String> {
-        let execution = self.client.execution(&self.id).await.ok()?;
-        let status = execution.status();
-        status
-            .is_finished()
-            .then(|| format!("execution #{} {}", self.counter, ended_phrase(&status)))
+        // A stop in progress kills the processes before the status says
+        // `stopped`: wait for it a little (bounded), and no longer.
+        for _ in 0..STOPPING_POLLS {
+            let status = self.client.execution(&self.id).await.ok()?.status();
+            if status.is_finished() {
+                return Some(format!(
+                    "execution #{} {}",
+                    self.counter,
+                    ended_phrase(&status)
+                ));
+            }
+            if status != Status::Stopping {
+                return None;
+            }
+            tokio::time::sleep(STOPPING_POLL).await;
+        }
+        Some(format!("execution #{} is being stopped", self.counter))
     }
 }
 
