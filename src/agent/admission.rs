@@ -193,6 +193,11 @@ impl Admission {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The limits it enforces.
+    pub fn limits(&self) -> MaxStartups {
+        self.limits
+    }
+
     /// How many connections have not authenticated yet.
     pub fn pending(&self) -> usize {
         self.table().pending.len()

@@ -42,7 +42,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::announce::Announcement;
-use admission::{Admission, Admit, MaxStartups};
+use admission::{Admission, Admit};
 use cli::AgentArgs;
 use forward::ForwardPolicy;
 use groups::Registry;
@@ -174,7 +174,6 @@ pub async fn run(args: AgentArgs) -> Result<i32, StartError> {
     let admission = Admission::new(max_startups);
     let gate = Gate {
         admission: admission.clone(),
-        limits: max_startups,
         grace: (!args.login_grace_time.is_zero()).then_some(args.login_grace_time),
     };
     tokio::spawn(accept_loop(
@@ -218,7 +217,6 @@ async fn tidy_after_bursts(admission: Admission) {
 /// What stands between a new TCP connection and an SSH session.
 struct Gate {
     admission: Admission,
-    limits: MaxStartups,
     /// The login grace time; `None` means no limit.
     grace: Option<Duration>,
 }
@@ -266,7 +264,7 @@ async fn accept_loop(
                         "porthole-agent: refused {n} unauthenticated connection(s) since the last \
                          report, the latest from {} (--max-startups {}; {} pending)",
                         peer.ip(),
-                        gate.limits,
+                        gate.admission.limits(),
                         gate.admission.pending()
                     );
                 }

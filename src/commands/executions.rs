@@ -3,8 +3,6 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use anyhow::Context as _;
-
 use super::source::{self, Source};
 use crate::cli::SourceArgs;
 use crate::config::Paths;
@@ -27,22 +25,10 @@ pub async fn run(
     linger: Option<String>,
     command: Vec<String>,
 ) -> anyhow::Result<i32> {
-    if let Some(l) = &linger {
-        humantime::parse_duration(l)
-            .with_context(|| format!("--linger {l}: not a duration (try 10m)"))?;
-    }
+    // `--linger` was checked by the command line already (a usage error).
     let key = paths.default_key();
     let public = if key.exists() {
-        let pub_path = key.with_extension("pub");
-        std::fs::read_to_string(&pub_path)
-            .with_context(|| {
-                format!(
-                    "cannot read {}; recreate the key with `porthole keygen --force`",
-                    pub_path.display()
-                )
-            })?
-            .trim()
-            .to_string()
+        super::keygen::public_line(&key)?
     } else {
         let public = super::keygen::create(&key, false)?;
         eprintln!("porthole: created your debug key {}", key.display());
