@@ -316,8 +316,16 @@ async fn execution(
 
 /// Events are streamed from the log file: a window of any size costs
 /// one chunk of memory, and nothing is held locked while it is sent.
+///
+/// A client that accepts NDJSON (`Accept: application/x-ndjson`, as
+/// porthole's own does) gets the page as lines: first
+/// `{"total": N, "truncated": b}`, then the events as stored, one per
+/// line. Lines can be split without parsing (a raw newline cannot occur
+/// inside JSON), so a long log is read on all cores; any other client
+/// gets the events page of Valohai's API.
 async fn events(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     Path(key): Path<String>,
     q: Params,
 ) -> Result<Response, ApiError> {
@@ -330,6 +338,16 @@ async fn events(
         .window(&id, limit as u64)
         .ok_or_else(not_found)?
         .map_err(|e| io_error("cannot read the log", &e))?;
+    if accepts_ndjson(&headers) {
+        let head = format!(
+            "{{\"total\":{},\"truncated\":{}}}\n",
+            window.total,
+            window.first > 0
+        );
+        let body =
+            futures::stream::once(async move { Ok(Bytes::from(head)) }).chain(window.lines());
+        return Ok(([(header::CONTENT_TYPE, NDJSON)], Body::from_stream(body)).into_response());
+    }
     let head = format!(
         r#"{{"total":{},"truncated":{},"events":["#,
         window.total,
@@ -345,6 +363,29 @@ async fn events(
         Body::from_stream(body),
     )
         .into_response())
+}
+
+/// NDJSON's media type.
+const NDJSON: &str = "application/x-ndjson";
+
+fn accepts_ndjson(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let mut parts = t.split(';');
+            let media = parts.next().unwrap_or("").trim();
+            // `q=0` means "not this one".
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            media.eq_ignore_ascii_case(NDJSON) && !refused
+        })
 }
 
 async fn status_events(
@@ -410,5 +451,20 @@ mod tests {
         assert!(same(b"abc", b"abc"));
         assert!(!same(b"abc", b"abd"));
         assert!(!same(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn ndjson_only_when_asked_for() {
+        let accepts = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT, v.parse().expect("header"));
+            accepts_ndjson(&h)
+        };
+        assert!(accepts("application/x-ndjson, application/json;q=0.9"));
+        assert!(accepts("application/json, Application/X-NDJSON"));
+        assert!(!accepts("application/json"));
+        assert!(!accepts("*/*"));
+        assert!(!accepts("application/x-ndjson;q=0"));
+        assert!(!accepts_ndjson(&HeaderMap::new()));
     }
 }

@@ -5,6 +5,7 @@
 pub mod credentials;
 pub mod follow;
 pub mod model;
+pub mod pagelines;
 pub mod pagestream;
 pub mod scanner;
 pub mod valohai;

@@ -1,7 +1,14 @@
 //! Reading an events page (`{"total": N, "truncated": b, "events": [...]}`)
 //! as it arrives, one event at a time, so that a page of any size costs
-//! one event of memory. Bytes are split at the JSON structure (strings and
-//! nesting are tracked); each event is then parsed by serde.
+//! one event of memory.
+//!
+//! An event that lies whole within the bytes at hand is parsed by serde
+//! straight from them, which also tells where it ends: a long log is read
+//! in one pass. Only an event cut by the end of a chunk (one per chunk) is
+//! split at the JSON structure (strings and nesting tracked) and gathered
+//! before it is parsed.
+
+use super::model::LogEventRef;
 
 /// Longest top-level member kept (`total`, `truncated`, anything else).
 const MAX_MEMBER: usize = 1 << 20;
@@ -13,8 +20,8 @@ const MAX_EVENT: usize = 16 << 20;
 pub enum Piece<'a> {
     /// A top-level member other than `events`.
     Member(String, serde_json::Value),
-    /// One element of `events`, as raw JSON.
-    Event(&'a [u8]),
+    /// One element of `events`.
+    Event(LogEventRef<'a>),
 }
 
 /// Why a page could not be read.
@@ -29,6 +36,9 @@ pub enum PageError {
     /// A member that is not JSON.
     #[error("an events page with a damaged member: {0}")]
     Member(String),
+    /// An element of `events` that is not an event.
+    #[error("an event: {0}")]
+    Event(String),
 }
 
 /// Splits a page's bytes, fed in any pieces, into [`Piece`]s.
@@ -136,8 +146,21 @@ impl PageSplitter {
                         self.depth = 1;
                     }
                     b'{' => {
+                        let start = i - 1;
+                        let mut parsed = serde_json::Deserializer::from_slice(&bytes[start..])
+                            .into_iter::<LogEventRef<'_>>();
+                        if let Some(Ok(event)) = parsed.next() {
+                            i = start + parsed.byte_offset();
+                            if !out(Piece::Event(event)) {
+                                return Ok(false);
+                            }
+                            continue;
+                        }
+                        // Cut by the end of these bytes (or damaged, which
+                        // the parse of the whole event will say): gathered
+                        // the slow way.
                         self.buf.clear();
-                        event_from = Some(i - 1);
+                        event_from = Some(start);
                         self.depth = 3;
                     }
                     _ => return Err(PageError::Shape("an event that is not an object")),
@@ -157,11 +180,11 @@ impl PageSplitter {
                                     if here.len() > MAX_EVENT {
                                         return Err(PageError::TooLong(MAX_EVENT));
                                     }
-                                    out(Piece::Event(here))
+                                    out(Piece::Event(parse_event(here)?))
                                 } else {
                                     self.keep(here)?;
                                     // The buffer keeps its room for the next one.
-                                    let go_on = out(Piece::Event(&self.buf));
+                                    let go_on = out(Piece::Event(parse_event(&self.buf)?));
                                     self.buf.clear();
                                     go_on
                                 };
@@ -228,6 +251,10 @@ impl PageSplitter {
     }
 }
 
+fn parse_event(raw: &[u8]) -> Result<LogEventRef<'_>, PageError> {
+    serde_json::from_slice(raw).map_err(|e| PageError::Event(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,7 +264,7 @@ mod tests {
     #[derive(Debug, PartialEq)]
     enum Owned {
         Member(String, serde_json::Value),
-        Event(Vec<u8>),
+        Event(crate::source::LogEvent),
     }
 
     fn split(page: &[u8], step: usize) -> Result<Vec<Owned>, PageError> {
@@ -246,7 +273,7 @@ mod tests {
         let mut keep = |p: Piece<'_>| {
             out.push(match p {
                 Piece::Member(k, v) => Owned::Member(k, v),
-                Piece::Event(raw) => Owned::Event(raw.to_vec()),
+                Piece::Event(event) => Owned::Event(event.to_owned_event()),
             });
             true
         };
@@ -271,7 +298,7 @@ mod tests {
         let events: Vec<crate::source::LogEvent> = want
             .iter()
             .filter_map(|p| match p {
-                Owned::Event(raw) => Some(serde_json::from_slice(raw).expect("an event")),
+                Owned::Event(event) => Some(event.clone()),
                 Owned::Member(..) => None,
             })
             .collect();
@@ -294,6 +321,8 @@ mod tests {
             r#"{"total": 1"#,
             "{} {}",
             r#"{"a": tru}"#,
+            r#"{"events": [{"stream": 3}]}"#,
+            r#"{"total": 2, "events": [{"stream": "stdout"}, {"stream": "stdout", "message": 1}]}"#,
         ] {
             assert!(split(bad.as_bytes(), 3).is_err(), "{bad}");
         }

@@ -11,6 +11,7 @@ use super::model::{
     CreateExecution, EventsPage, Execution, LogEvent, LogEventRef, Page, Project, StatusEvents,
     User,
 };
+use super::pagelines::{LineItem, PageLines};
 use super::pagestream::{PageSplitter, Piece};
 
 /// What [`ApiClient::events_each`] hands over, in order.
@@ -330,7 +331,9 @@ impl ApiClient {
             .http
             .get(url)
             .header("Authorization", format!("Token {}", self.token.expose()))
-            .header("Accept", "application/json")
+            // The local control plane sends lines, which are read faster;
+            // Valohai sends its JSON page.
+            .header("Accept", "application/x-ndjson, application/json;q=0.9")
             .send()
             .await
             .map_err(|e| self.transport(e))?;
@@ -343,6 +346,53 @@ impl ApiClient {
             what: what.clone(),
             reason,
         };
+        let ndjson = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-ndjson"));
+        if ndjson {
+            let mut lines = PageLines::new();
+            let mut out = |item: LineItem<'_>| match item {
+                LineItem::Total(n) => each(PageItem::Total(n)),
+                LineItem::Event(e) => each(PageItem::Event(e)),
+            };
+            // The body is read on its own task while a batch is parsed,
+            // a few chunks ahead at most.
+            let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+            let reader = tokio::spawn(async move {
+                loop {
+                    let chunk = resp.chunk().await;
+                    let more = matches!(chunk, Ok(Some(_)));
+                    if tx.send(chunk).await.is_err() || !more {
+                        break;
+                    }
+                }
+            });
+            let _reader = AbortOnDrop(reader);
+            loop {
+                let chunk = match rx.recv().await {
+                    Some(chunk) => chunk.map_err(|e| self.transport(e))?,
+                    None => return Err(invalid("the page's reader stopped".into())),
+                };
+                let last = chunk.is_none();
+                if let Some(chunk) = chunk {
+                    lines.push(&chunk).map_err(|e| invalid(e.to_string()))?;
+                    if !lines.has_batch() {
+                        continue;
+                    }
+                }
+                let go_on = lines
+                    .drain(last, &mut out)
+                    .map_err(|e| invalid(e.to_string()))?;
+                if !go_on {
+                    return Ok(());
+                }
+                if last {
+                    return lines.finish().map_err(|e| invalid(e.to_string()));
+                }
+            }
+        }
         let mut splitter = PageSplitter::new();
         // Events that come before the total (a server that orders the
         // members differently) wait for it.
@@ -375,21 +425,15 @@ impl ApiClient {
                     true
                 }
                 Piece::Member(..) => true,
-                Piece::Event(raw) => match serde_json::from_slice::<LogEventRef<'_>>(raw) {
-                    Err(e) => {
-                        failed = Some(invalid(format!("an event: {e}")));
-                        false
-                    }
-                    Ok(event) if !total_sent => {
-                        early.push(event.to_owned_event());
-                        true
-                    }
-                    Ok(event) => {
-                        let go_on = each(PageItem::Event(event));
-                        stopped = !go_on;
-                        go_on
-                    }
-                },
+                Piece::Event(event) if !total_sent => {
+                    early.push(event.to_owned_event());
+                    true
+                }
+                Piece::Event(event) => {
+                    let go_on = each(PageItem::Event(event));
+                    stopped = !go_on;
+                    go_on
+                }
             }
         };
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(e))? {
@@ -488,9 +532,19 @@ fn encode(id: &str) -> String {
         .collect()
 }
 
+/// Stops a task when the reading it serves is given up.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::Stream;
 
     #[test]
     fn ids_stay_one_path_segment() {
@@ -520,5 +574,86 @@ mod tests {
             ))
             .expect_err("refused");
         assert!(matches!(err, ApiError::BadUrl(_)), "{err}");
+    }
+
+    /// Valohai's JSON page and the local control plane's NDJSON lines
+    /// read the same, whole or stopped early.
+    #[tokio::test]
+    async fn both_page_forms_read_the_same() {
+        use axum::http::header::CONTENT_TYPE;
+        let events: Vec<LogEvent> = (0..30_000usize)
+            .map(|n| LogEvent {
+                time: format!("2026-12-02T00:00:00.{n:06}"),
+                stream: if n.is_multiple_of(5) {
+                    Stream::Stderr
+                } else {
+                    Stream::Stdout
+                },
+                message: format!("line {n} \"q\" {}", "x".repeat(n % 50)),
+            })
+            .collect();
+        let json = serde_json::to_vec(&serde_json::json!({
+            "total": events.len(), "truncated": false, "events": events,
+        }))
+        .expect("json");
+        let mut lines =
+            format!("{{\"total\":{},\"truncated\":false}}\n", events.len()).into_bytes();
+        for e in &events {
+            serde_json::to_writer(&mut lines, e).expect("line");
+            lines.push(b'\n');
+        }
+        let app = axum::Router::new()
+            .route(
+                "/api/v0/executions/json/events/",
+                axum::routing::get(
+                    move || async move { ([(CONTENT_TYPE, "application/json")], json) },
+                ),
+            )
+            .route(
+                "/api/v0/executions/lines/events/",
+                axum::routing::get(move || async move {
+                    ([(CONTENT_TYPE, "application/x-ndjson")], lines)
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let creds = Credentials {
+            host: format!("http://{addr}/"),
+            token: Token::new("t"),
+            project: None,
+            origin: "test".into(),
+        };
+        let client = ApiClient::new(&creds).expect("client");
+        for id in ["json", "lines"] {
+            let mut total = None;
+            let mut got = Vec::new();
+            client
+                .events_each(id, 0, |item| {
+                    match item {
+                        PageItem::Total(n) => total = Some(n),
+                        PageItem::Event(e) => got.push(e.to_owned_event()),
+                    }
+                    true
+                })
+                .await
+                .expect("reads");
+            assert_eq!(total, Some(events.len() as u64), "{id}");
+            assert!(got == events, "{id}: the events differ");
+            let mut seen = 0;
+            client
+                .events_each(id, 0, |item| {
+                    if let PageItem::Event(_) = item {
+                        seen += 1;
+                    }
+                    seen < 10
+                })
+                .await
+                .expect("stops cleanly");
+            assert_eq!(seen, 10, "{id}");
+        }
+        server.abort();
     }
 }
