@@ -1,5 +1,6 @@
 //! `ssh -L` through `porthole-agent`: bulk data integrity, the
-//! direct-tcpip policy, and `--permit-open`.
+//! direct-tcpip policy, `--permit-open`, and a refused target reported as
+//! sshd reports it.
 
 mod common;
 
@@ -216,6 +217,39 @@ fn forward_to_a_foreign_address_is_prohibited_and_the_connection_survives() {
         agent.dump()
     );
     assert_eq!(echo.accepted(), 1);
+}
+
+#[test]
+fn forward_to_a_closed_port_says_connect_failed_connection_refused() {
+    let Some(p) = require_ssh_peers() else { return };
+    let dir = temp_dir();
+    let key = KeyPair::generate(dir.path(), KeyKind::Ed25519);
+    let agent = Agent::with_key(&key, &[]);
+    // Bound and released: nothing listens there now.
+    let closed = format!("127.0.0.1:{}", free_port());
+    let fwd = forward(&p.ssh, &agent, &key, &[&closed], &["-o", "LogLevel=INFO"]);
+    let mut s = TcpStream::connect(("127.0.0.1", fwd.locals[0])).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut buf = [0u8; 16];
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
+    // What ssh prints against sshd: `channel 2: open failed: connect
+    // failed: Connection refused`.
+    assert!(
+        fwd.ssh
+            .stderr
+            .wait_for("open failed: connect failed: Connection refused", DEADLINE),
+        "{}\n{}",
+        fwd.ssh.dump(),
+        agent.dump()
+    );
+    assert!(
+        agent.wait_stderr(
+            &format!("cannot connect to {closed}: Connection refused"),
+            DEADLINE
+        ),
+        "{}",
+        agent.dump()
+    );
 }
 
 #[test]

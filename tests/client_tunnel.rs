@@ -1,17 +1,20 @@
 //! `porthole tunnel` against `porthole-agent` and against OpenSSH `sshd`:
 //! 64 MiB with identical SHA-256 both ways, 20 parallel connections at
-//! once, the per-tunnel summary on exit, a taken local port refused, and a
-//! tunnel that survives the agent being killed and started again.
+//! once, the per-tunnel summary on exit, a taken local port refused, a
+//! forward to a port where nothing listens said as ssh says it
+//! (`connect failed: Connection refused`), and a tunnel that survives the
+//! agent being killed and started again.
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use common::porthole_cli::{
     echo_transfer, parallel_echo, EchoServer, Porthole, Server, TunnelProc,
 };
-use common::{require_peer, signal, AgentSpec, KeyKind, KeyPair};
+use common::{free_port, require_peer, signal, AgentSpec, KeyKind, KeyPair, DEADLINE};
 
 const BIG: u64 = 64 * 1024 * 1024;
 const PARALLEL: usize = 20;
@@ -82,6 +85,64 @@ fn tunnel_through_openssh_sshd() {
         return;
     };
     check_tunnel(&p, &server.target, &server.connect_args());
+}
+
+/// Tunnels through `target` to a loopback port where nothing listens,
+/// connects to the local end and checks that porthole says what ssh says
+/// (`open failed: connect failed: Connection refused`), and that the
+/// tunnel still works afterwards.
+fn check_refused_forward(p: &Porthole, target: &str, connect: &[&str]) {
+    // Bound and released: nothing listens there now.
+    let closed = free_port();
+    let echo = EchoServer::start();
+    let refused = format!(":127.0.0.1:{closed}");
+    let allowed = format!(":127.0.0.1:{}", echo.port());
+    let mut args = vec![target, refused.as_str(), allowed.as_str()];
+    args.extend_from_slice(connect);
+    let mut tunnel = TunnelProc::start(p, &args);
+    let locals = tunnel.local_addrs(2);
+    let up = tunnel.wait_for(": up", 0);
+
+    let mut s = TcpStream::connect_timeout(&locals[0], DEADLINE).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut buf = [0u8; 16];
+    // The local connection is closed without data, as ssh closes it.
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "{}", tunnel.transcript());
+    let line = tunnel.wait_for("open failed", up + 1);
+    let expected = format!(
+        "tunnel {} -> 127.0.0.1:{closed}: channel open failed: connect failed: Connection refused",
+        locals[0]
+    );
+    assert_eq!(tunnel.lines()[line], expected, "{}", tunnel.transcript());
+
+    // The connection is still up: the other tunnel forwards.
+    let report = echo_transfer(locals[1], 64 * 1024, 7);
+    assert_eq!(
+        report.sent_sha256,
+        report.received_sha256,
+        "{}",
+        tunnel.transcript()
+    );
+    let (status, lines) = tunnel.stop();
+    assert_eq!(status.code(), Some(0), "{lines:#?}");
+}
+
+#[test]
+fn a_refused_forward_says_connect_failed_through_porthole_agent() {
+    let p = Porthole::new();
+    let Some(server) = Server::agent(&p) else {
+        return;
+    };
+    check_refused_forward(&p, &server.target, &server.connect_args());
+}
+
+#[test]
+fn a_refused_forward_says_connect_failed_through_openssh_sshd() {
+    let p = Porthole::new();
+    let Some(server) = Server::sshd(&p) else {
+        return;
+    };
+    check_refused_forward(&p, &server.target, &server.connect_args());
 }
 
 #[test]

@@ -271,21 +271,23 @@ fn list_with_mixed_statuses() {
     insta::assert_snapshot!("list_mixed_statuses", text);
 
     // Colours are not in the text snapshot: check the status colours here.
-    // (Prefixes: at 120 columns the STATUS column is cut to five
-    // characters, see `list_and_tunnels_are_readable_at_120_columns`.)
+    // (Prefixes: see `list_and_tunnels_are_readable_at_120_columns`.)
     assert_eq!(fg_of(&app, "start"), Some(Color::Green));
     assert_eq!(fg_of(&app, "queue"), Some(Color::Yellow));
     assert_eq!(fg_of(&app, "compl"), Some(Color::Blue));
     assert_eq!(fg_of(&app, "error"), Some(Color::Red));
     assert_eq!(fg_of(&app, "stopp"), Some(Color::Gray));
     assert_eq!(fg_of(&app, "ready"), Some(Color::Green));
-    // Newest first, ages unknown, the announced one ready, the others waiting.
+    // Newest first, ages unknown, the announced one ready, the queued one
+    // waiting, the finished ones gone (not "waiting" for ever).
     let lines: Vec<&str> = text.lines().collect();
     let r5 = row_of(&text, "   5  ").expect("row #5");
+    let r4 = row_of(&text, "   4  ").expect("row #4");
     let r1 = row_of(&text, "   1  ").expect("row #1");
     assert!(r5 < r1, "newest first");
     assert!(lines[r5].contains("ready"), "{}", lines[r5]);
-    assert!(lines[r1].contains("waiting"), "{}", lines[r1]);
+    assert!(lines[r4].contains("waiting"), "{}", lines[r4]);
+    assert!(lines[r1].contains("gone"), "{}", lines[r1]);
 }
 
 #[test]
@@ -1081,5 +1083,194 @@ fn two_sources_share_the_list_and_one_failing_leaves_the_other() {
     assert!(
         text.contains("[local]"),
         "the other source stays listed:\n{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// What the console says of SSH: from the status and the agent's linger
+// ---------------------------------------------------------------------------
+
+/// A finished, a lingering and a running execution, each with an agent
+/// that announced itself; the clock fixed.
+fn app_with_ends() -> (App, std::time::SystemTime) {
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let mut app = app();
+    app.now = now;
+    let mut failed = exec("e7", 7, "error", "train (failed)");
+    failed.status_detail = Some("exit code 2".into());
+    app.update(Msg::Executions(
+        0,
+        Ok(vec![
+            exec("e9", 9, "started", "train resnet50"),
+            exec("e8", 8, "started", "debug the loss"),
+            failed,
+        ]),
+    ));
+    for id in ["e9", "e8", "e7"] {
+        app.update(Msg::Endpoint {
+            exec_id: id.into(),
+            endpoint: endpoint(),
+        });
+    }
+    app.update(Msg::Linger {
+        exec_id: "e8".into(),
+        linger: porthole::source::scanner::Linger::Until(
+            now + std::time::Duration::from_secs(9 * 60),
+        ),
+    });
+    (app, now)
+}
+
+fn ssh_column(app: &App, counter: &str) -> String {
+    let text = screen(app);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("┃{counter:>4}  ")))
+        .unwrap_or_else(|| panic!("no row #{counter} in\n{text}"));
+    line.to_string()
+}
+
+#[test]
+fn the_ssh_column_says_gone_lingering_and_ready() {
+    let (mut app, now) = app_with_ends();
+    insta::assert_snapshot!("list_finished_lingering_running", screen(&app));
+    assert!(ssh_column(&app, "9").contains("ready"));
+    assert!(ssh_column(&app, "8").contains("lingering 9m"));
+    assert!(ssh_column(&app, "7").contains("gone"));
+    assert_eq!(fg_of(&app, "lingering"), Some(Color::Yellow));
+
+    // The linger counts down with the clock, and then it is gone.
+    app.dirty = false;
+    app.tick(now + std::time::Duration::from_secs(5 * 60));
+    assert!(app.dirty, "a changed linger redraws");
+    assert!(ssh_column(&app, "8").contains("lingering 4m"));
+    app.dirty = false;
+    app.tick(now + std::time::Duration::from_secs(5 * 60 + 20));
+    assert!(app.dirty, "3m40s left is 3m");
+    assert!(ssh_column(&app, "8").contains("lingering 3m"));
+    app.dirty = false;
+    app.tick(now + std::time::Duration::from_secs(5 * 60 + 21));
+    assert!(!app.dirty, "nothing shown changed: no redraw");
+    app.tick(now + std::time::Duration::from_secs(9 * 60 - 45));
+    assert!(ssh_column(&app, "8").contains("lingering 45s"));
+    app.tick(now + std::time::Duration::from_secs(9 * 60));
+    assert!(ssh_column(&app, "8").contains("gone"));
+
+    // The agent saying its linger is over is gone at once.
+    let (mut app, _) = app_with_ends();
+    app.update(Msg::Linger {
+        exec_id: "e8".into(),
+        linger: porthole::source::scanner::Linger::Over,
+    });
+    assert!(ssh_column(&app, "8").contains("gone"));
+}
+
+#[test]
+fn a_finished_execution_opens_no_session_and_says_why() {
+    let (mut app, _) = app_with_ends();
+    // Select #7 (the third row).
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Down);
+    app.take_effects();
+    for key in ['s', 'c', 't', 'L'] {
+        ch(&mut app, key);
+        assert_eq!(app.panes.len(), 0, "{key} opened a pane");
+        assert!(app.popup.is_none(), "{key} opened a prompt");
+        let (text, _) = app.status.clone().expect("a message");
+        assert_eq!(text, "#7 is error; its SSH server has gone", "{key}");
+    }
+    assert!(
+        !app.take_effects()
+            .iter()
+            .any(|e| matches!(e, Effect::OpenShell { .. } | Effect::FetchPorts(_))),
+        "nothing is asked of the runtime"
+    );
+
+    // Its log says how it ended, not "SSH ready".
+    press(&mut app, KeyCode::Enter);
+    let text = screen(&app);
+    assert!(
+        text.contains("execution #7 ended: error (exit code 2)"),
+        "{text}"
+    );
+    assert!(!text.contains("SSH ready"), "{text}");
+}
+
+#[test]
+fn tunnels_stop_when_their_execution_ends() {
+    let (mut app, _) = app_with_ends();
+    app.take_effects();
+    ch(&mut app, 't');
+    press(&mut app, KeyCode::Enter);
+    let id = app.tunnels.first().expect("a tunnel").id;
+    app.take_effects();
+    let mut stopped = exec("e9", 9, "stopped", "train resnet50");
+    stopped.status_detail = Some("stopped by request".into());
+    app.update(Msg::Executions(
+        0,
+        Ok(vec![
+            stopped,
+            exec("e8", 8, "started", "debug the loss"),
+            exec("e7", 7, "error", "train (failed)"),
+        ]),
+    ));
+    assert!(
+        app.take_effects().contains(&Effect::StopTunnel(id)),
+        "the runtime is told to stop it"
+    );
+    let state = app.tunnels[0].state.to_string();
+    assert!(
+        state.contains("#9 is stopped; its SSH server has gone"),
+        "{state}"
+    );
+}
+
+#[test]
+fn the_linger_key_extends_and_releases() {
+    let (mut app, _) = app_with_ends();
+    press(&mut app, KeyCode::Down);
+    app.take_effects();
+    ch(&mut app, 'L');
+    assert!(
+        matches!(&app.popup, Some(Popup::Prompt(p)) if matches!(&p.kind, PromptKind::Linger { exec_id, .. } if exec_id == "e8")),
+        "a linger prompt for #8"
+    );
+    press(&mut app, KeyCode::Enter);
+    let effects = app.take_effects();
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Linger { exec_id, request: porthole::agent::state::LingerRequest::Extend(d), .. }
+                if exec_id == "e8" && d.as_secs() == 3600
+        )),
+        "{effects:?}"
+    );
+    ch(&mut app, 'L');
+    for _ in 0..12 {
+        press(&mut app, KeyCode::Backspace);
+    }
+    type_text(&mut app, "release");
+    press(&mut app, KeyCode::Enter);
+    assert!(app.take_effects().iter().any(|e| matches!(
+        e,
+        Effect::Linger {
+            request: porthole::agent::state::LingerRequest::Release,
+            ..
+        }
+    )));
+    ch(&mut app, 'L');
+    for _ in 0..12 {
+        press(&mut app, KeyCode::Backspace);
+    }
+    type_text(&mut app, "extend soon");
+    press(&mut app, KeyCode::Enter);
+    let (text, _) = app.status.clone().expect("a message");
+    assert!(text.contains("`soon` is not a duration"), "{text}");
+    app.update(Msg::Said(Ok(
+        "#8 debug the loss: SSH stays up until 10:00".into()
+    )));
+    assert_eq!(
+        app.status.clone().map(|(t, _)| t).as_deref(),
+        Some("#8 debug the loss: SSH stays up until 10:00")
     );
 }

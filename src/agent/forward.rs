@@ -78,17 +78,43 @@ pub enum Refusal {
     Unreachable {
         /// The requested `host:port`.
         target: String,
-        /// What went wrong.
+        /// What went wrong, in sshd's words: `Connection refused`.
         reason: String,
     },
 }
 
 impl Refusal {
+    /// The channel-open failure sent to the client. A failed connect goes
+    /// as sshd sends it, code 2 (`SSH_OPEN_CONNECT_FAILED`) with the cause
+    /// as the description, so `ssh` prints `open failed: connect failed:
+    /// Connection refused`. russh writes a failure's `code()` and
+    /// `description()` to the wire, and `Other` is the variant of its API
+    /// that carries a description of our own; the code stays the standard
+    /// one.
     fn failure(&self) -> ChannelOpenFailure {
         match self {
             Refusal::Prohibited(_) => ChannelOpenFailure::AdministrativelyProhibited,
-            Refusal::Unreachable { .. } => ChannelOpenFailure::ConnectFailed,
+            Refusal::Unreachable { reason, .. } => ChannelOpenFailure::Other {
+                code: ChannelOpenFailure::ConnectFailed.code(),
+                reason: reason.clone(),
+            },
         }
+    }
+}
+
+/// A connect or lookup error as sshd words it: `strerror(errno)`
+/// (`Connection refused`, `No route to host`), without Rust's
+/// ` (os error 111)`.
+fn describe(e: &std::io::Error) -> String {
+    if let Some(errno) = e.raw_os_error() {
+        return nix::errno::Errno::from_raw(errno).desc().to_string();
+    }
+    let text = e.to_string();
+    // tokio's lookup errors: "failed to lookup address information: Name
+    // or service not known"; sshd sends the resolver's words alone.
+    match text.strip_prefix("failed to lookup address information: ") {
+        Some(rest) => rest.to_string(),
+        None => text,
     }
 }
 
@@ -127,7 +153,7 @@ impl ForwardPolicy {
                 .await
                 .map_err(|e| Refusal::Unreachable {
                     target: target.clone(),
-                    reason: e.to_string(),
+                    reason: describe(&e),
                 })?
                 .collect()
         };
@@ -168,8 +194,10 @@ pub fn own_addresses() -> Vec<IpAddr> {
         .collect()
 }
 
-/// Serves one `direct-tcpip` request: checks the policy, connects, then
-/// accepts the channel and copies bytes both ways until either side ends.
+/// Serves one `direct-tcpip` request: checks the policy and connects
+/// before answering the open, as sshd does, so that a target that refuses
+/// is reported as the channel's open failure; then accepts the channel and
+/// copies bytes both ways until either side ends.
 pub async fn serve(
     channel: Channel<Msg>,
     reply: Reply,
@@ -210,8 +238,9 @@ async fn connect(policy: &ForwardPolicy, host: &str, port: u16) -> Result<TcpStr
     for addr in addrs {
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => return Ok(tcp),
-            Ok(Err(e)) => last = e.to_string(),
-            Err(_) => last = format!("timed out after {}s", CONNECT_TIMEOUT.as_secs()),
+            Ok(Err(e)) => last = describe(&e),
+            // What the kernel's own connect timeout would have said.
+            Err(_) => last = nix::errno::Errno::ETIMEDOUT.desc().to_string(),
         }
     }
     Err(Refusal::Unreachable {
@@ -236,6 +265,25 @@ mod tests {
         assert!("nohost".parse::<PermitOpen>().is_err());
         assert!("h:http".parse::<PermitOpen>().is_err());
         assert!(":80".parse::<PermitOpen>().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_refused_as_sshd_refuses_it() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let refusal = connect(&ForwardPolicy::default(), "127.0.0.1", port)
+            .await
+            .expect_err("nothing listens there");
+        // SSH_OPEN_CONNECT_FAILED with strerror's words, as sshd sends it.
+        let failure = refusal.failure();
+        assert_eq!(failure.code(), 2);
+        assert_eq!(failure.description(), "Connection refused");
+        assert_eq!(
+            refusal.to_string(),
+            format!("cannot connect to 127.0.0.1:{port}: Connection refused")
+        );
     }
 
     #[tokio::test]

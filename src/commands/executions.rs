@@ -116,25 +116,90 @@ pub async fn list(
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(0);
     }
+    let rows: Vec<ListRow> = rows
+        .into_iter()
+        .map(|(e, ep)| ListRow {
+            counter: e.counter.to_string(),
+            status: e.status.clone(),
+            age: crate::source::model::age(e.ctime.as_deref()),
+            ssh: ep.map_or_else(|| "-".to_string(), |ep| format!("{}:{}", ep.host, ep.port)),
+            title: e.label(),
+        })
+        .collect();
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{:>5}  {:<9} {:>6}  {:<22} TITLE",
-        "#", "STATUS", "AGE", "SSH"
-    )?;
-    for (e, ep) in rows {
-        let ssh = ep.map_or_else(|| "-".to_string(), |ep| format!("{}:{}", ep.host, ep.port));
-        writeln!(
-            out,
-            "{:>5}  {:<9} {:>6}  {:<22} {}",
-            e.counter,
-            e.status,
-            crate::source::model::age(e.ctime.as_deref()),
-            ssh,
-            e.label()
-        )?;
-    }
+    out.write_all(list_table(&rows).as_bytes())?;
     Ok(0)
+}
+
+/// One line of `porthole list`, as the words it shows.
+struct ListRow {
+    counter: String,
+    status: String,
+    age: String,
+    ssh: String,
+    title: String,
+}
+
+/// `porthole list`'s table: every column as wide as its widest cell
+/// (header included), as `docker ps` and `kubectl get` do, so that a long
+/// status (`stopping_hard`, or one this version does not know) or address
+/// pushes its column wider instead of the rest of the line. The title
+/// comes last and whole: a pipe gets all of it, and a terminal that wraps
+/// it still has every other column in line.
+fn list_table(rows: &[ListRow]) -> String {
+    const HEADER: [&str; 5] = ["#", "STATUS", "AGE", "SSH", "TITLE"];
+    // Numbers line up on their last digit; words on their first letter.
+    const RIGHT: [bool; 5] = [true, false, true, false, false];
+    const GAP: &str = "  ";
+    let header = HEADER.map(String::from);
+    let body = rows
+        .iter()
+        .map(|r| [&r.counter, &r.status, &r.age, &r.ssh, &r.title].map(|cell| printable(cell)));
+    let lines: Vec<[String; 5]> = std::iter::once(header).chain(body).collect();
+    let mut widths = [0; 5];
+    for line in &lines {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut table = String::new();
+    for line in &lines {
+        let mut text = String::new();
+        for (i, cell) in line.iter().enumerate() {
+            if i > 0 {
+                text.push_str(GAP);
+            }
+            let width = if i + 1 == line.len() { 0 } else { widths[i] };
+            text.push_str(&if RIGHT[i] {
+                format!("{cell:>width$}")
+            } else {
+                format!("{cell:<width$}")
+            });
+        }
+        // An empty title leaves no trailing gap.
+        table.push_str(text.trim_end());
+        table.push('\n');
+    }
+    table
+}
+
+/// A cell on one line: control characters (a newline in a `python -c`
+/// command's title, a terminal escape in a title from the server) are
+/// shown escaped (`\n`, `\u{1b}`) rather than breaking the table or
+/// reaching the terminal.
+fn printable(cell: &str) -> String {
+    if !cell.chars().any(char::is_control) {
+        return cell.to_string();
+    }
+    cell.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Where `porthole logs` prints: stdout lines buffered (a long log is
@@ -300,5 +365,95 @@ mod tests {
         let long = command_title(&cmd(&["python3", &"x".repeat(100)]));
         assert_eq!(long.chars().count(), 60);
         assert!(long.ends_with('…'));
+    }
+
+    fn row(counter: u64, status: &str, age: &str, ssh: &str, title: &str) -> ListRow {
+        ListRow {
+            counter: counter.to_string(),
+            status: status.into(),
+            age: age.into(),
+            ssh: ssh.into(),
+            title: title.into(),
+        }
+    }
+
+    #[test]
+    fn list_columns_stay_aligned_for_long_statuses_and_titles() {
+        let title = format!("{}{}", "a".repeat(30), "b".repeat(30));
+        assert_eq!(title.chars().count(), 60);
+        let rows = [
+            row(7, "started", "5s", "127.0.0.1:36409", "short"),
+            row(1234, "stopping_hard", "3583d", "-", &title),
+            row(3, "some_unknown_long_status", "2h", "-", "python3 train.py"),
+            row(12, "complete", "-", "-", ""),
+        ];
+        let table = list_table(&rows);
+        let lines: Vec<Vec<char>> = table.lines().map(|l| l.chars().collect()).collect();
+        assert_eq!(lines.len(), 1 + rows.len(), "{table}");
+        let cells: Vec<[&str; 5]> = std::iter::once(["#", "STATUS", "AGE", "SSH", "TITLE"])
+            .chain(rows.iter().map(|r| {
+                [
+                    r.counter.as_str(),
+                    r.status.as_str(),
+                    r.age.as_str(),
+                    r.ssh.as_str(),
+                    r.title.as_str(),
+                ]
+            }))
+            .collect();
+        // Each column's slot: as wide as its widest cell, two spaces apart,
+        // at the same offsets on every line.
+        let mut widths = [0; 5];
+        for line in &cells {
+            for (w, cell) in widths.iter_mut().zip(line) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut slots = [(0, 0); 5];
+        let mut start = 0;
+        for (slot, w) in slots.iter_mut().zip(widths) {
+            *slot = (start, start + w);
+            start += w + 2;
+        }
+        for (line, cells) in lines.iter().zip(&cells) {
+            let text = |(from, to): (usize, usize)| -> String {
+                line.get(from..to.min(line.len()))
+                    .unwrap_or_default()
+                    .iter()
+                    .collect()
+            };
+            for i in 0..4 {
+                let slot = text(slots[i]);
+                assert_eq!(slot.trim(), cells[i], "column {i} of\n{table}");
+                // `#` and AGE line up on their last character, the others
+                // on their first.
+                if i == 0 || i == 2 {
+                    assert!(slot.ends_with(cells[i]), "column {i} of\n{table}");
+                } else {
+                    assert!(slot.starts_with(cells[i]), "column {i} of\n{table}");
+                }
+                let gap = text((slots[i].1, slots[i].1 + 2));
+                assert!(gap == "  " || (gap.is_empty() && i == 3), "{table}");
+            }
+            // The title is last and whole.
+            assert_eq!(text((slots[4].0, line.len())), cells[4], "{table}");
+            assert_ne!(line.last(), Some(&' '), "{table}");
+        }
+        let want = [
+            "   #  STATUS                      AGE  SSH              TITLE".to_string(),
+            "   7  started                      5s  127.0.0.1:36409  short".to_string(),
+            format!("1234  stopping_hard             3583d  -                {title}"),
+            "   3  some_unknown_long_status     2h  -                python3 train.py".to_string(),
+            "  12  complete                      -  -".to_string(),
+        ];
+        assert_eq!(table, want.join("\n") + "\n");
+    }
+
+    #[test]
+    fn control_characters_in_a_cell_cannot_break_the_table() {
+        let table = list_table(&[row(1, "started", "5s", "-", "python3 -c 'a\nb'\u{1b}[2J")]);
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(table.contains(r"python3 -c 'a\nb'\u{1b}[2J"), "{table}");
+        assert!(!table.contains('\u{1b}'), "{table}");
     }
 }

@@ -15,6 +15,30 @@ pub async fn request(
     target: &str,
     request: LingerRequest,
 ) -> anyhow::Result<i32> {
+    let label = if !target.is_empty() && target.bytes().all(|b| b.is_ascii_digit()) {
+        format!("execution #{target}")
+    } else {
+        target.to_string()
+    };
+    match ask(session, &label, request).await? {
+        Ok(line) => {
+            println!("{line}");
+            Ok(0)
+        }
+        Err(why) => {
+            eprintln!("porthole: {why}");
+            Ok(FAILURE)
+        }
+    }
+}
+
+/// Sends `request` to the agent behind `session`; the answer is one line
+/// for the user, `Err` when the agent did not take the request.
+pub async fn ask(
+    session: &Session,
+    label: &str,
+    request: LingerRequest,
+) -> anyhow::Result<Result<String, String>> {
     let line = match request {
         LingerRequest::Extend(d) => format!("extend {}s\n", d.as_secs()),
         LingerRequest::Release => "release\n".to_string(),
@@ -23,24 +47,17 @@ pub async fn request(
     if exit.code() != 0 {
         let why = String::from_utf8_lossy(&err);
         let why = why.trim();
-        if why.is_empty() {
-            eprintln!(
-                "porthole: {target} has no linger to change (its SSH server is not \
-                 porthole-agent, or an older one)"
-            );
+        return Ok(Err(if why.is_empty() {
+            format!(
+                "{label} has no linger to change (its SSH server is not porthole-agent, \
+                 or an older one)"
+            )
         } else {
-            eprintln!("porthole: {}", why.trim_start_matches("porthole-agent: "));
-        }
-        return Ok(FAILURE);
+            why.trim_start_matches("porthole-agent: ").to_string()
+        }));
     }
     let answer: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
-    let label = if !target.is_empty() && target.bytes().all(|b| b.is_ascii_digit()) {
-        format!("execution #{target}")
-    } else {
-        target.to_string()
-    };
-    println!("{}", describe(&label, request, &answer["linger"]));
-    Ok(0)
+    Ok(Ok(describe(label, request, &answer["linger"])))
 }
 
 /// One line for the user, deadlines in local time.

@@ -24,7 +24,7 @@ use anyhow::Context as _;
 use rand::RngExt as _;
 
 use super::logstore::{ExecLog, Window, WriteNote};
-use crate::source::model::{now_iso, Execution, LogEvent, Status, Stream};
+use crate::source::model::{now_iso, parse_time, Execution, LogEvent, Status, Stream};
 
 /// Status detail of executions a previous run left unfinished.
 pub const RESTARTED_DETAIL: &str = "control plane restarted while it was running";
@@ -410,12 +410,15 @@ fn load_entry(dir: &Path) -> anyhow::Result<Entry> {
     })
 }
 
-/// Seconds from an ISO time without zone (as [`now_iso`] writes it) to
-/// another.
+/// Seconds from one execution timestamp to another, read as everywhere
+/// else (see [`parse_time`]: a record written by hand or by another tool
+/// may carry an offset); `None` when either is unreadable or `end` comes
+/// first.
 fn seconds_between(start: Option<&str>, end: &str) -> Option<f64> {
-    let parse = |t: &str| humantime::parse_rfc3339_weak(t).ok();
-    let (a, b) = (parse(start?)?, parse(end)?);
-    b.duration_since(a).ok().map(|d| d.as_secs_f64())
+    let (a, b) = (parse_time(start?)?, parse_time(end)?);
+    let micros = b.signed_duration_since(a).num_microseconds()?;
+    // Precision: microseconds are what the timestamps carry.
+    (micros >= 0).then(|| micros as f64 / 1e6)
 }
 
 #[cfg(test)]
@@ -554,5 +557,35 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(load_or_create_token(dir.path()).expect("read"), t);
+    }
+
+    #[test]
+    fn durations_are_read_across_offsets_and_never_negative() {
+        // The record's own format, no zone (UTC).
+        assert_eq!(
+            seconds_between(
+                Some("2026-12-01T07:00:00.000000"),
+                "2026-12-01T07:00:01.500000"
+            ),
+            Some(1.5)
+        );
+        // A ctime with an offset is the same instant as its UTC spelling.
+        assert_eq!(
+            seconds_between(
+                Some("2026-12-01T10:00:00+03:00"),
+                "2026-12-01T07:00:01.500000"
+            ),
+            Some(1.5)
+        );
+        assert_eq!(
+            seconds_between(Some("2026-12-01T02:00:00-05:00"), "2026-12-01T07:01:00"),
+            Some(60.0)
+        );
+        assert_eq!(
+            seconds_between(Some("2026-12-01T07:00:02"), "2026-12-01T07:00:01"),
+            None
+        );
+        assert_eq!(seconds_between(None, "2026-12-01T07:00:01"), None);
+        assert_eq!(seconds_between(Some("later"), "2026-12-01T07:00:01"), None);
     }
 }

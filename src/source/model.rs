@@ -2,6 +2,7 @@
 //! API client and the local control plane that serves the same API.
 //! Unknown fields are ignored and optional ones may be missing.
 
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A paginated list.
@@ -338,16 +339,44 @@ pub struct CreateExecution {
     pub cwd: Option<String>,
 }
 
-/// A compact age for lists, from an ISO 8601 time: `42s`, `7m`, `3h`,
-/// `2d`, or `-` when the time is missing or unreadable.
+/// Reads an execution's timestamp (`ctime`, `mtime`, `end_time`, a log
+/// event's `time`), as an instant in UTC; `None` when unreadable.
+///
+/// RFC 3339 with any offset (`Z`, `+03:00`, `-05:00`) is taken as written.
+/// A time without an offset (`2017-02-16T15:25:33.037000`, as Valohai's
+/// log events and the local control plane write it) is UTC: that is what
+/// both mean by it, and reading it as local time would shift every age by
+/// the reader's offset.
+pub fn parse_time(time: &str) -> Option<DateTime<Utc>> {
+    let time = time.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(time) {
+        return Some(t.with_timezone(&Utc));
+    }
+    // `%.f` also takes a time without a fraction; a space for the `T` is
+    // what some databases' ISO output has.
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(time, format).ok())
+        .map(|t| t.and_utc())
+}
+
+/// A compact age for lists, from an execution's timestamp (see
+/// [`parse_time`]): `42s`, `7m`, `3h`, `2d` (`3583d` for a very old one),
+/// or `-` when the time is missing or unreadable.
 pub fn age(time: Option<&str>) -> String {
-    let Some(t) = time.and_then(|t| humantime::parse_rfc3339_weak(t).ok()) else {
+    age_at(time, Utc::now())
+}
+
+/// [`age`] as seen at `now`.
+pub fn age_at(time: Option<&str>, now: DateTime<Utc>) -> String {
+    let Some(t) = time.and_then(parse_time) else {
         return "-".into();
     };
-    let secs = std::time::SystemTime::now()
-        .duration_since(t)
-        .unwrap_or_default()
-        .as_secs();
+    // A time ahead of `now` (clocks of two machines disagree) is brand
+    // new, not negative.
+    let secs = u64::try_from(now.signed_duration_since(t).num_seconds()).unwrap_or(0);
+    // Every size has its unit: a bare number in an AGE column reads as
+    // anything.
     match secs {
         0..=59 => format!("{secs}s"),
         60..=3599 => format!("{}m", secs / 60),
@@ -404,6 +433,80 @@ mod tests {
         assert!(
             serde_json::from_str::<Page<Execution>>(r#"{"results": [{"counter": "x"}]}"#).is_err()
         );
+    }
+
+    fn at(t: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(t)
+            .expect("a test time")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn times_with_any_offset_or_none_are_read() {
+        let utc = at("2026-12-01T07:00:00Z");
+        for t in [
+            "2026-12-01T07:00:00Z",
+            "2026-12-01T07:00:00z",
+            "2026-12-01T07:00:00+00:00",
+            "2026-12-01T10:00:00+03:00",
+            "2026-12-01T02:00:00-05:00",
+            "2026-12-01T12:30:00+05:30",
+            "2026-12-01T07:00:00",
+            "2026-12-01 07:00:00",
+            " 2026-12-01T07:00:00.000000 ",
+        ] {
+            assert_eq!(parse_time(t), Some(utc), "{t}");
+        }
+        // Fractions are kept, with or without an offset.
+        assert_eq!(
+            parse_time("2026-12-01T10:00:00.123456+03:00"),
+            parse_time("2026-12-01T07:00:00.123456")
+        );
+        assert_eq!(
+            parse_time("2026-12-01T07:00:00.123456").map(|t| t.timestamp_subsec_micros()),
+            Some(123_456)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2026-12-01",
+            "2026-13-01T00:00:00",
+            "12:00:00Z",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ages_have_a_unit_at_every_size_and_honour_offsets() {
+        let now = at("2026-12-01T12:00:00Z");
+        let cases = [
+            ("2026-12-01T12:00:00Z", "0s"),
+            ("2026-12-01T11:59:55Z", "5s"),
+            ("2026-12-01T11:57:00Z", "3m"),
+            ("2026-12-01T10:00:00Z", "2h"),
+            ("2026-11-27T12:00:00Z", "4d"),
+            // The same instants, said with offsets or none.
+            ("2026-12-01T14:57:00+03:00", "3m"),
+            ("2026-12-01T05:00:00-05:00", "2h"),
+            ("2026-12-01T11:59:54.900000", "5s"),
+            ("2026-12-01T10:00:00", "2h"),
+            // Almost ten years: days, never a bare number.
+            ("2017-02-16T15:25:33.037000", "3574d"),
+            ("2017-02-08T12:00:00Z", "3583d"),
+            // Ahead of this clock: new, not negative.
+            ("2026-12-01T12:00:30Z", "0s"),
+            ("garbage", "-"),
+        ];
+        for (t, want) in cases {
+            assert_eq!(age_at(Some(t), now), want, "{t}");
+        }
+        assert_eq!(age_at(None, now), "-");
+        for secs in [0_i64, 59, 60, 3599, 3600, 86_399, 86_400, 10_000 * 86_400] {
+            let t = (now - chrono::TimeDelta::seconds(secs)).to_rfc3339();
+            let a = age_at(Some(&t), now);
+            assert!(a.ends_with(['s', 'm', 'h', 'd']), "{secs}: {a}");
+        }
     }
 
     #[test]

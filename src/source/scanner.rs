@@ -261,6 +261,40 @@ fn clean_host(host: &str) -> Option<String> {
     valid.then(|| host.to_string())
 }
 
+/// What porthole-agent said of its linger in the log (its lines on
+/// stderr, written by `agent::wrapped`): how long its SSH server stays up
+/// after the command, or that it has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Linger {
+    /// The command has ended; SSH stays up until then.
+    Until(std::time::SystemTime),
+    /// The agent has stopped: linger over, released, or signalled.
+    Over,
+}
+
+/// Reads one log line of the agent's about its linger, if it is one.
+pub fn scan_linger(raw: &str) -> Option<Linger> {
+    let line = strip_ansi(raw);
+    let rest = line.trim().strip_prefix("porthole-agent: ")?;
+    let until = |text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text.trim())
+            .ok()
+            .map(|t| Linger::Until(t.into()))
+    };
+    if let Some(at) = rest.strip_prefix("linger now ends at ") {
+        return until(at);
+    }
+    if rest.starts_with("the command exited with code ") && rest.contains("; SSH stays up for ") {
+        let (_, after) = rest.split_once("(until ")?;
+        let (at, _) = after.split_once(')')?;
+        return until(at);
+    }
+    let stopped = rest == "linger released, stopping"
+        || rest == "linger over, stopping"
+        || rest.ends_with(" received during the linger, stopping");
+    stopped.then_some(Linger::Over)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,6 +439,44 @@ mod tests {
                 let _ = s.feed(&format!("{}\n", &line[cut..]));
                 prop_assert_eq!(s.latest().map(|e| (e.host.clone(), e.port)), Some((h, port)));
             }
+        }
+    }
+
+    #[test]
+    fn the_agents_linger_lines() {
+        let at = |s: &str| {
+            Some(Linger::Until(
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .expect("time")
+                    .into(),
+            ))
+        };
+        assert_eq!(
+            scan_linger(
+                "porthole-agent: the command exited with code 2; SSH stays up for 10m \
+                 (until 2026-12-02T02:20:00Z). `echo release | ssh -s ... porthole-linger@porthole` \
+                 ends it sooner, `extend 1h` keeps it longer."
+            ),
+            at("2026-12-02T02:20:00Z")
+        );
+        assert_eq!(
+            scan_linger("\x1b[2mporthole-agent: linger now ends at 2026-12-02T03:20:00Z\x1b[0m\r"),
+            at("2026-12-02T03:20:00Z")
+        );
+        for over in [
+            "porthole-agent: linger released, stopping",
+            "porthole-agent: linger over, stopping",
+            "porthole-agent: SIGTERM received during the linger, stopping",
+        ] {
+            assert_eq!(scan_linger(over), Some(Linger::Over), "{over}");
+        }
+        for other in [
+            "linger over, stopping",
+            "porthole-agent: linger now ends at soon",
+            "echo porthole-agent: the command exited with code 0; SSH stays up for 1m (until x)",
+            "",
+        ] {
+            assert_eq!(scan_linger(other), None, "{other}");
         }
     }
 }

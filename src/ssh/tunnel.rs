@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use russh::ChannelOpenFailure;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use super::client::{connect, ConnectOptions, Session, SshError};
 use super::target::Target;
+use crate::agent::logsafe::Untrusted;
 
 /// Remote host when a spec names none: the execution's own loopback.
 pub const DEFAULT_REMOTE_HOST: &str = "localhost";
@@ -394,11 +396,17 @@ async fn forward(
             u32::from(peer.port()),
         )
         .await
-        .map_err(|e| {
-            format!(
-                "{}:{} refused by the remote side: {e}",
+        .map_err(|e| match e {
+            russh::Error::ChannelOpenFailure(reason, description) => {
+                format!(
+                    "channel open failed: {}",
+                    open_failure(&reason, &description)
+                )
+            }
+            e => format!(
+                "cannot open a channel to {}:{}: {e}",
                 spec.remote_host, spec.remote_port
-            )
+            ),
         })?;
     let mut remote = channel.into_stream();
     let mut local = Counted {
@@ -412,6 +420,27 @@ async fn forward(
         tokio::io::copy_bidirectional_with_sizes(&mut local, &mut remote, COPY_BUFFER, COPY_BUFFER)
             .await;
     Ok(())
+}
+
+/// Why the server refused a channel, as OpenSSH's `ssh` says it after
+/// `open failed: `: the reason code in words, then the server's own
+/// description, as in `connect failed: Connection refused`. The
+/// description is the server's text, so it is escaped; it is left out when
+/// empty or when it only repeats the reason (russh's defaults do).
+pub fn open_failure(reason: &ChannelOpenFailure, description: &str) -> String {
+    let words = match reason {
+        ChannelOpenFailure::AdministrativelyProhibited => "administratively prohibited".into(),
+        ChannelOpenFailure::ConnectFailed => "connect failed".into(),
+        ChannelOpenFailure::UnknownChannelType => "unknown channel type".into(),
+        ChannelOpenFailure::ResourceShortage => "resource shortage".into(),
+        ChannelOpenFailure::Other { code, .. } => format!("unknown reason {code}"),
+    };
+    let description = description.trim();
+    if description.is_empty() || description.eq_ignore_ascii_case(&words) {
+        words
+    } else {
+        format!("{words}: {}", Untrusted(description))
+    }
 }
 
 /// Counts bytes read (going up) and written (coming down) as they flow.
@@ -476,6 +505,41 @@ mod tests {
         for bad in ["", "x", "0", "1:2:3:4", "70000", "1::3", "5:0"] {
             assert!(bad.parse::<TunnelSpec>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn open_failures_read_as_openssh_prints_them() {
+        use ChannelOpenFailure::*;
+        assert_eq!(
+            open_failure(&ConnectFailed, "Connection refused"),
+            "connect failed: Connection refused"
+        );
+        // russh's default descriptions only repeat the code.
+        assert_eq!(
+            open_failure(&ConnectFailed, "Connect failed"),
+            "connect failed"
+        );
+        assert_eq!(
+            open_failure(&AdministrativelyProhibited, "Administratively prohibited"),
+            "administratively prohibited"
+        );
+        assert_eq!(
+            open_failure(&AdministrativelyProhibited, "open failed"),
+            "administratively prohibited: open failed"
+        );
+        assert_eq!(
+            open_failure(&UnknownChannelType, ""),
+            "unknown channel type"
+        );
+        assert_eq!(open_failure(&ResourceShortage, ""), "resource shortage");
+        let other = Other {
+            code: 77,
+            reason: "Unknown code 77".into(),
+        };
+        assert_eq!(open_failure(&other, ""), "unknown reason 77");
+        // The server's text cannot write terminal escapes.
+        let shown = open_failure(&ConnectFailed, "x\x1b[2Jy\n");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
     }
 
     #[tokio::test]

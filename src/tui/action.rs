@@ -5,7 +5,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::layout::PaneId;
-use crate::source::scanner::Endpoint;
+use crate::agent::state::LingerRequest;
+use crate::source::scanner::{Endpoint, Linger};
 use crate::source::{Execution, LogEvent, Stream};
 use crate::ssh::tunnel::{Tunnel, TunnelEvent, TunnelSpec};
 
@@ -78,6 +79,15 @@ pub enum Msg {
     TunnelFailed(TunnelId, String),
     /// A task asks the user (host-key trust).
     Ask(Question),
+    /// What the agent said of its linger in an execution's log.
+    Linger {
+        /// Execution id.
+        exec_id: String,
+        /// Until when, or over.
+        linger: Linger,
+    },
+    /// A background request's answer, for the status bar (`Err`: failed).
+    Said(Result<String, String>),
     /// Listening ports inside an execution (from the agent's status).
     AgentPorts {
         /// Execution id.
@@ -133,6 +143,15 @@ pub enum Effect {
     StopTunnel(TunnelId),
     /// Ask the agent for its listening ports.
     FetchPorts(String),
+    /// Change an execution's linger over its agent's linger subsystem.
+    Linger {
+        /// The execution.
+        exec_id: String,
+        /// `#5 title`, for the answer.
+        label: String,
+        /// Extend or release.
+        request: LingerRequest,
+    },
     /// Put text on the clipboard (OSC 52).
     Copy(String),
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use crossterm::event::{KeyCode, KeyEvent, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::layout::{Position, Rect};
@@ -15,7 +16,8 @@ use super::layout::{neighbour, PaneId, Split, Tiling, Toward};
 use super::panes::shell::ShellState;
 use super::panes::{CommandPane, LogPane, Pane, PaneKind, ShellPane};
 use super::ui;
-use crate::source::scanner::Endpoint;
+use crate::agent::state::LingerRequest;
+use crate::source::scanner::{Endpoint, Linger};
 use crate::source::{Execution, Stream};
 use crate::ssh::tunnel::{Tunnel, TunnelEvent, TunnelSpec, TunnelState};
 
@@ -23,6 +25,8 @@ use crate::ssh::tunnel::{Tunnel, TunnelEvent, TunnelSpec, TunnelState};
 pub const DEFAULT_COMMAND: &str = "ps aux";
 /// The tunnel prompt's prefill (debugpy's port).
 pub const DEFAULT_TUNNEL: &str = "5678";
+/// The linger prompt's prefill.
+pub const DEFAULT_LINGER: &str = "extend 1h";
 
 /// An execution in the list.
 #[derive(Debug, Clone)]
@@ -33,6 +37,8 @@ pub struct ExecRow {
     pub exec: Execution,
     /// Its SSH announcement, once seen.
     pub endpoint: Option<Endpoint>,
+    /// What its agent said of its linger, once the command has ended.
+    pub linger: Option<Linger>,
 }
 
 impl ExecRow {
@@ -56,6 +62,37 @@ pub enum SshState {
     Ready,
     /// A shell or tunnel is open.
     Connected,
+    /// The command has ended; the agent serves this much longer.
+    Lingering(Duration),
+    /// The execution has ended, or its agent has stopped: nothing to
+    /// connect to.
+    Gone,
+}
+
+impl SshState {
+    /// As the list shows it: `waiting`, `ready`, `connected`,
+    /// `lingering 9m`, `gone`.
+    pub fn text(&self) -> String {
+        match self {
+            SshState::Waiting => "waiting".into(),
+            SshState::Ready => "ready".into(),
+            SshState::Connected => "connected".into(),
+            SshState::Lingering(left) => format!("lingering {}", short_duration(*left)),
+            SshState::Gone => "gone".into(),
+        }
+    }
+}
+
+/// `45s`, `9m`, `119m`, `5h`, `3d`, as kubectl counts: whole units, the
+/// smaller one kept while the larger would say too little.
+pub fn short_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=7_199 => format!("{}m", secs / 60),
+        7_200..=172_799 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
 }
 
 /// Where keys go.
@@ -82,6 +119,13 @@ pub enum PromptKind {
         exec_id: String,
         /// Listening ports offered as one-key choices.
         ports: Vec<u16>,
+    },
+    /// A linger request (`extend 1h`, `release`).
+    Linger {
+        /// The execution.
+        exec_id: String,
+        /// `#5 title`.
+        label: String,
     },
 }
 
@@ -207,6 +251,9 @@ pub struct App {
     pub dirty: bool,
     /// The user asked to quit.
     pub quit: bool,
+    /// The console's clock: ages and lingers are counted to it (set by
+    /// [`App::tick`], so that tests can fix it).
+    pub now: SystemTime,
     effects: Vec<Effect>,
     next_id: u64,
 }
@@ -235,6 +282,7 @@ impl App {
             history: Vec::new(),
             size: Rect::new(0, 0, 80, 24),
             dirty: true,
+            now: SystemTime::now(),
             quit: false,
             effects: Vec::new(),
             next_id: 1,
@@ -267,8 +315,22 @@ impl App {
             .collect()
     }
 
-    /// The SSH state of an execution.
+    /// The SSH state of an execution: from its status, what its agent
+    /// said of its linger, and what is open to it.
     pub fn ssh_state(&self, row: &ExecRow) -> SshState {
+        if row.exec.status().is_finished() {
+            return SshState::Gone;
+        }
+        match row.linger {
+            Some(Linger::Over) => return SshState::Gone,
+            Some(Linger::Until(at)) => {
+                return match at.duration_since(self.now) {
+                    Ok(left) if !left.is_zero() => SshState::Lingering(left),
+                    _ => SshState::Gone,
+                }
+            }
+            None => {}
+        }
         let id = &row.exec.id;
         let shell_live = self.panes.values().any(|p| {
             p.exec_id.as_deref() == Some(id)
@@ -282,6 +344,27 @@ impl App {
             (_, true) => SshState::Connected,
             (Some(_), false) => SshState::Ready,
             (None, false) => SshState::Waiting,
+        }
+    }
+
+    /// How long ago an execution was created, as the list shows it.
+    pub fn age(&self, row: &ExecRow) -> String {
+        crate::source::model::age_at(row.exec.ctime.as_deref(), self.now.into())
+    }
+
+    /// The clock moved to `now`: a redraw only when a shown age or linger
+    /// changed (idle, the console draws nothing).
+    pub fn tick(&mut self, now: SystemTime) {
+        let shown = |app: &App| -> Vec<(String, String)> {
+            app.visible()
+                .iter()
+                .map(|r| (app.age(r), app.ssh_state(r).text()))
+                .collect()
+        };
+        let before = shown(self);
+        self.now = now;
+        if shown(self) != before {
+            self.dirty = true;
         }
     }
 
@@ -430,9 +513,11 @@ impl App {
             return;
         }
         let mut pane = LogPane::new(self.scrollback);
-        if let Some(ep) = &row.endpoint {
-            pane.notice = Some(ready_notice(ep));
-        }
+        pane.notice = if self.ssh_state(row) == SshState::Gone {
+            Some(ended_notice(&row.exec, row.linger))
+        } else {
+            row.endpoint.as_ref().map(ready_notice)
+        };
         self.add_pane(Some(row), PaneKind::Log(pane));
         self.effects.push(Effect::FollowLog(row.exec.id.clone()));
     }
@@ -442,6 +527,10 @@ impl App {
             self.error("no execution selected");
             return None;
         };
+        if self.ssh_state(&row) == SshState::Gone {
+            self.error(gone_text(&row));
+            return None;
+        }
         if row.endpoint.is_none() {
             self.error(format!(
                 "{} has not announced an SSH address yet; its log says when it does",
@@ -637,6 +726,17 @@ impl App {
                 }
             }
             KeyAction::Tunnels => self.open_tunnels(),
+            KeyAction::Linger => {
+                if let Some(row) = self.require_ssh() {
+                    self.popup = Some(Popup::Prompt(Box::new(Prompt::new(
+                        PromptKind::Linger {
+                            exec_id: row.exec.id.clone(),
+                            label: row.label(),
+                        },
+                        DEFAULT_LINGER,
+                    ))));
+                }
+            }
             KeyAction::Leave => {}
             KeyAction::FocusNext | KeyAction::FocusPrev => {
                 let mut order: Vec<Focus> = vec![Focus::List];
@@ -936,6 +1036,17 @@ impl App {
             }
             PromptKind::Command(exec_id) => self.run_command(exec_id, text),
             PromptKind::Tunnel { exec_id, .. } => self.start_tunnel(exec_id, text.trim()),
+            PromptKind::Linger { exec_id, label } => match LingerRequest::parse(&text) {
+                Ok(request) => {
+                    self.info(format!("{label}: asking its agent to {}", text.trim()));
+                    self.effects.push(Effect::Linger {
+                        exec_id,
+                        label,
+                        request,
+                    });
+                }
+                Err(e) => self.error(e),
+            },
         }
     }
 
@@ -1038,6 +1149,7 @@ impl App {
                 for exec in list {
                     let previous = old.iter().find(|r| r.exec.id == exec.id);
                     let endpoint = previous.and_then(|r| r.endpoint.clone());
+                    let linger = previous.and_then(|r| r.linger);
                     if previous.is_some_and(|r| !r.exec.status().is_finished())
                         && exec.status().is_finished()
                     {
@@ -1047,6 +1159,7 @@ impl App {
                         source,
                         exec,
                         endpoint,
+                        linger,
                     });
                 }
                 // Sources in their order, each newest first as it sent them.
@@ -1070,6 +1183,12 @@ impl App {
                         return;
                     }
                     row.endpoint = Some(endpoint);
+                }
+                let ended = self
+                    .row(&exec_id)
+                    .is_some_and(|r| self.ssh_state(r) == SshState::Gone);
+                if ended {
+                    return;
                 }
                 for p in self.panes.values_mut() {
                     if let (PaneKind::Log(l), Some(id)) = (&mut p.kind, &p.exec_id) {
@@ -1151,6 +1270,23 @@ impl App {
                 self.interacting = false;
                 self.popup = Some(Popup::Ask(question));
             }
+            Msg::Linger { exec_id, linger } => {
+                let Some(row) = self.executions.iter_mut().find(|r| r.exec.id == exec_id) else {
+                    return;
+                };
+                if row.linger == Some(linger) {
+                    self.dirty = was_dirty;
+                    return;
+                }
+                row.linger = Some(linger);
+                if linger == Linger::Over {
+                    if let Some(row) = self.row(&exec_id).cloned() {
+                        self.agent_gone(&row);
+                    }
+                }
+            }
+            Msg::Said(Ok(text)) => self.info(text),
+            Msg::Said(Err(text)) => self.error(text),
             Msg::AgentPorts { exec_id, ports } => {
                 if let Some(Popup::Prompt(prompt)) = self.popup.as_mut() {
                     if let PromptKind::Tunnel {
@@ -1168,20 +1304,45 @@ impl App {
     }
 
     fn execution_ended(&mut self, exec: &Execution) {
+        let row = ExecRow {
+            source: 0,
+            exec: exec.clone(),
+            endpoint: None,
+            linger: None,
+        };
+        self.agent_gone(&row);
+    }
+
+    /// The execution has ended or its agent has stopped: its panes say so,
+    /// and its tunnels stop rather than retry forever.
+    fn agent_gone(&mut self, row: &ExecRow) {
+        let exec = &row.exec;
+        let note = ended_notice(exec, row.linger);
         for p in self.panes.values_mut() {
             if p.exec_id.as_deref() != Some(exec.id.as_str()) {
                 continue;
             }
-            let note = format!("execution #{} ended: {}", exec.counter, exec.status);
             match &mut p.kind {
-                PaneKind::Log(l) => l.notice = Some(note),
+                PaneKind::Log(l) => l.notice = Some(note.clone()),
                 PaneKind::Shell(s)
                     if matches!(s.state, ShellState::Live | ShellState::Connecting) =>
                 {
-                    s.state = ShellState::Ended(note);
+                    s.state = ShellState::Ended(note.clone());
                 }
                 _ => {}
             }
+        }
+        let why = gone_text(row);
+        let mut stopped = Vec::new();
+        for t in self.tunnels.iter_mut().filter(|t| t.exec_id == exec.id) {
+            if matches!(t.state, TunnelState::Failed(_)) {
+                continue;
+            }
+            t.state = TunnelState::Failed(why.clone());
+            stopped.push(t.id);
+        }
+        for id in stopped {
+            self.effects.push(Effect::StopTunnel(id));
         }
     }
 
@@ -1221,9 +1382,61 @@ impl TunnelRow {
     }
 }
 
+/// `execution #7 ended: error (exit code 2)`, or what the agent said.
+fn ended_notice(exec: &Execution, linger: Option<Linger>) -> String {
+    if !exec.status().is_finished() && linger.is_some() {
+        return format!(
+            "execution #{}: the command has ended and its SSH server has stopped (linger over)",
+            exec.counter
+        );
+    }
+    match exec.status_detail.as_deref().filter(|d| !d.is_empty()) {
+        Some(detail) => format!(
+            "execution #{} ended: {} ({detail})",
+            exec.counter, exec.status
+        ),
+        None => format!("execution #{} ended: {}", exec.counter, exec.status),
+    }
+}
+
+/// Why nothing can connect: `#3 is complete; its SSH server has gone`.
+fn gone_text(row: &ExecRow) -> String {
+    if row.exec.status().is_finished() {
+        format!(
+            "#{} is {}; its SSH server has gone",
+            row.exec.counter, row.exec.status
+        )
+    } else {
+        format!(
+            "#{}: the command has ended and its SSH server has stopped (linger over)",
+            row.exec.counter
+        )
+    }
+}
+
 fn ready_notice(ep: &Endpoint) -> String {
     format!(
         "SSH ready at {}:{} — s shell · c command · t tunnel · y copy ssh command",
         ep.host, ep.port
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_durations_count_whole_units() {
+        let d = |s: u64| short_duration(Duration::from_secs(s));
+        assert_eq!(d(0), "0s");
+        assert_eq!(d(59), "59s");
+        assert_eq!(d(60), "1m");
+        assert_eq!(d(3599), "59m");
+        assert_eq!(d(3600), "60m");
+        assert_eq!(d(7199), "119m");
+        assert_eq!(d(7200), "2h");
+        assert_eq!(d(172_799), "47h");
+        assert_eq!(d(172_800), "2d");
+        assert_eq!(d(3583 * 86_400), "3583d");
+    }
 }

@@ -24,6 +24,8 @@ pub enum KeyAction {
     Tunnel,
     /// Tunnels list.
     Tunnels,
+    /// Extend or release the agent's linger.
+    Linger,
     /// Leave interaction mode.
     Leave,
     /// Focus the next pane.
@@ -160,6 +162,7 @@ const DEFAULTS: &[(&str, KeyAction)] = &[
     ("c", KeyAction::Command),
     ("t", KeyAction::Tunnel),
     ("T", KeyAction::Tunnels),
+    ("L", KeyAction::Linger),
     ("ctrl-]", KeyAction::Leave),
     ("tab", KeyAction::FocusNext),
     ("backtab", KeyAction::FocusPrev),

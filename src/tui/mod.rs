@@ -277,10 +277,12 @@ pub async fn run(
                     }
                 }
                 _ = tick.tick() => {
-                    // Only running commands show a clock; nothing else redraws idle.
+                    // Running commands show a clock; ages and lingers redraw
+                    // only when their text changes, so idle stays idle.
                     if app.panes.values().any(|p| matches!(&p.kind, panes::PaneKind::Command(c) if c.running())) {
                         app.dirty = true;
                     }
+                    app.tick(std::time::SystemTime::now());
                 }
                 _ = sigterm.recv() => return Ok(()),
                 _ = sighup.recv() => return Ok(()),

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use super::action::{Effect, Msg, TunnelId};
 use super::layout::PaneId;
 use crate::source::follow::{LogFollower, Next};
-use crate::source::scanner::{Endpoint, Scanner};
+use crate::source::scanner::{scan_linger, Endpoint, Linger, Scanner};
 use crate::source::valohai::ExecutionFilter;
 use crate::source::{ApiClient, Stream};
 use crate::ssh::exec::{signal_name, RemoteExit};
@@ -28,6 +28,11 @@ use crate::ssh::{self, ConnectOptions, Session, Target};
 const LIST_POLL: Duration = Duration::from_secs(2);
 /// How often a watched log is polled.
 const LOG_POLL: Duration = Duration::from_secs(1);
+/// Events read from the end of a running execution's log to learn of its
+/// linger: once the command has ended, the agent's lines are the last.
+const LINGER_TAIL: u64 = 20;
+/// Running executions whose log ends are read per list poll.
+const MAX_TAIL_SCANS: usize = 20;
 /// How long a host-key question waits for the user.
 const QUESTION_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest wait after errors.
@@ -272,6 +277,21 @@ impl Runtime {
                     tokio::spawn(fetch_ports(exec_id, target, opts, self.tx.clone()));
                 }
             }
+            Effect::Linger {
+                exec_id,
+                label,
+                request,
+            } => {
+                let tx = self.tx.clone();
+                let target = self.target(&exec_id);
+                tokio::spawn(async move {
+                    let answer = match target {
+                        Ok((target, opts)) => ask_linger(&label, target, opts, request).await,
+                        Err(e) => Err(format!("{label}: {e}")),
+                    };
+                    let _ = tx.send(Msg::Said(answer)).await;
+                });
+            }
             Effect::Copy(text) => {
                 // OSC 52: the terminal (also over SSH or tmux) sets the clipboard.
                 let b64 = base64::engine::general_purpose::STANDARD.encode(text);
@@ -291,6 +311,8 @@ async fn poll_list(
     owners: Arc<Mutex<HashMap<String, usize>>>,
 ) {
     let mut backoff = LIST_POLL;
+    // What was last said of each linger, so that a poll says only news.
+    let mut lingers: HashMap<String, Linger> = HashMap::new();
     loop {
         let filter = ExecutionFilter {
             limit: Some(200),
@@ -308,6 +330,9 @@ async fn poll_list(
                 // Announcements of running executions (and of finished ones
                 // not scanned yet: a lingering agent still answers).
                 let mut scans = Vec::new();
+                // Running ones with an agent: the end of their log says
+                // whether the command has ended and the agent lingers.
+                let mut tails = Vec::new();
                 for e in &list {
                     let known = endpoints
                         .lock()
@@ -315,6 +340,9 @@ async fn poll_list(
                         .contains_key(&e.id);
                     if !e.status().is_finished() || !known {
                         scans.push(e.id.clone());
+                    }
+                    if known && !e.status().is_finished() {
+                        tails.push(e.id.clone());
                     }
                 }
                 if tx.send(Msg::Executions(source, Ok(list))).await.is_err() {
@@ -329,6 +357,28 @@ async fn poll_list(
                         if let Some(ep) = scanner.latest().cloned() {
                             publish(&endpoints, &tx, &id, ep).await;
                         }
+                    }
+                }
+                for id in tails.into_iter().take(MAX_TAIL_SCANS) {
+                    let Ok(page) = client.events(&id, LINGER_TAIL).await else {
+                        continue;
+                    };
+                    let Some(linger) = page
+                        .events
+                        .iter()
+                        .rev()
+                        .find_map(|e| scan_linger(&e.message))
+                    else {
+                        continue;
+                    };
+                    if lingers.get(&id) != Some(&linger) {
+                        lingers.insert(id.clone(), linger);
+                        let _ = tx
+                            .send(Msg::Linger {
+                                exec_id: id,
+                                linger,
+                            })
+                            .await;
                     }
                 }
             }
@@ -411,10 +461,16 @@ async fn follow_log(
                     );
                     skipped = follower.skipped();
                 }
+                let mut linger = None;
                 for e in &fresh {
                     if let Some(ep) = scanner.feed(&e.message) {
                         publish(&endpoints, &tx, &exec_id, ep).await;
                     }
+                    linger = scan_linger(&e.message).or(linger);
+                }
+                if let Some(linger) = linger {
+                    let exec_id = exec_id.clone();
+                    let _ = tx.send(Msg::Linger { exec_id, linger }).await;
                 }
                 if !fresh.is_empty()
                     && tx
@@ -607,6 +663,20 @@ async fn run_tunnel(
             return;
         }
     }
+}
+
+async fn ask_linger(
+    label: &str,
+    target: Target,
+    opts: ConnectOptions,
+    request: crate::agent::state::LingerRequest,
+) -> Result<String, String> {
+    let session = connect(&target, &opts)
+        .await
+        .map_err(|e| format!("{label}: {e}"))?;
+    crate::commands::linger::ask(&session, label, request)
+        .await
+        .map_err(|e| format!("{label}: {e:#}"))?
 }
 
 async fn fetch_ports(exec_id: String, target: Target, opts: ConnectOptions, tx: mpsc::Sender<Msg>) {

@@ -152,13 +152,24 @@ fn draw_list(frame: &mut Frame<'_>, app: &App, area: Rect) {
         .enumerate()
         .map(|(i, r)| list_row(app, r, i == app.selected && focused, i == app.selected))
         .collect();
+    // AGE and SSH are as wide as what they show (`3583d`, `lingering
+    // 59m`), so that the title keeps the rest.
+    let widest = |min: usize, f: &dyn Fn(&ExecRow) -> String| {
+        visible
+            .iter()
+            .map(|r| f(r).chars().count())
+            .fold(min, usize::max) as u16
+    };
+    let status_width = widest(6, &|r| r.exec.status.clone());
+    let age_width = widest(3, &|r| app.age(r));
+    let ssh_width = widest(7, &|r| app.ssh_state(r).text());
     let table = Table::new(
         rows,
         [
             Constraint::Length(5),
-            Constraint::Length(9),
-            Constraint::Length(4),
-            Constraint::Length(9),
+            Constraint::Length(status_width),
+            Constraint::Length(age_width),
+            Constraint::Length(ssh_width),
             Constraint::Min(8),
         ],
     )
@@ -172,11 +183,14 @@ fn draw_list(frame: &mut Frame<'_>, app: &App, area: Rect) {
 
 fn list_row<'a>(app: &App, r: &'a ExecRow, focused: bool, selected: bool) -> Row<'a> {
     let status = r.exec.status();
-    let (ssh, ssh_color) = match app.ssh_state(r) {
-        SshState::Waiting => ("waiting", Color::DarkGray),
-        SshState::Ready => ("ready", Color::Green),
-        SshState::Connected => ("connected", Color::LightGreen),
+    let ssh_state = app.ssh_state(r);
+    let ssh_color = match ssh_state {
+        SshState::Waiting | SshState::Gone => Color::DarkGray,
+        SshState::Ready => Color::Green,
+        SshState::Connected => Color::LightGreen,
+        SshState::Lingering(_) => Color::Yellow,
     };
+    let ssh = ssh_state.text();
     let style = match (selected, focused) {
         (true, true) => Style::new().bg(Color::Blue).fg(Color::White),
         (true, false) => Style::new().bg(Color::DarkGray),
@@ -188,7 +202,7 @@ fn list_row<'a>(app: &App, r: &'a ExecRow, focused: bool, selected: bool) -> Row
             r.exec.status.clone(),
             Style::new().fg(status_color(&status)),
         )),
-        Cell::from(crate::source::model::age(r.exec.ctime.as_deref())),
+        Cell::from(app.age(r)),
         Cell::from(Span::styled(ssh, Style::new().fg(ssh_color))),
         Cell::from(if app.sources.len() > 1 {
             format!(
@@ -525,6 +539,10 @@ const HELP: &[(&str, &str)] = &[
         "follow a log or command output again;  / searches it",
     ),
     ("r", "re-run a command pane's command"),
+    (
+        "L",
+        "linger: `extend 1h` or `release` the SSH server after the command",
+    ),
     ("y", "copy the equivalent ssh command (OSC 52)"),
     ("/", "filter executions"),
     ("q", "quit (asks when sessions or tunnels are open)"),
@@ -557,6 +575,13 @@ fn draw_prompt(frame: &mut Frame<'_>, prompt: &super::app::Prompt) {
         PromptKind::Command(_) => (
             " run a command · ↑/↓ history · Enter runs · Esc cancels ".to_string(),
             None,
+        ),
+        PromptKind::Linger { label, .. } => (
+            format!(" linger of {label} · Enter sends · Esc cancels "),
+            Some(
+                "extend DURATION (1h, 30m: from now, or from the command's end) | release"
+                    .to_string(),
+            ),
         ),
         PromptKind::Tunnel { ports, .. } => {
             let choices = if ports.is_empty() {

@@ -147,9 +147,14 @@ pub enum Error {
     #[error("Channel not open")]
     WrongChannel,
 
-    /// Server refused to open a channel.
-    #[error("Failed to open channel ({0:?})")]
-    ChannelOpenFailure(ChannelOpenFailure),
+    /// The peer refused to open a channel: the reason code and the
+    /// description it gave (what OpenSSH shows, such as `Connection refused`;
+    /// may be empty).
+    #[error(
+        "Failed to open channel ({0:?}){description}",
+        description = if .1.is_empty() { String::new() } else { format!(": {}", .1) }
+    )]
+    ChannelOpenFailure(ChannelOpenFailure, String),
 
     /// Disconnected
     #[error("Disconnected")]

@@ -110,7 +110,8 @@ pub enum ChannelMsg {
     Success,
     /// (server only)
     Failure,
-    OpenFailure(ChannelOpenFailure),
+    /// The peer refused to open the channel: reason code and description.
+    OpenFailure(ChannelOpenFailure, String),
 }
 
 #[derive(Clone, Debug)]

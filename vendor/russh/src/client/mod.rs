@@ -762,8 +762,8 @@ impl<H: Handler> Handle<H> {
                         read_half: ChannelReadHalf { receiver },
                     });
                 }
-                Some(ChannelMsg::OpenFailure(reason)) => {
-                    return Err(crate::Error::ChannelOpenFailure(reason));
+                Some(ChannelMsg::OpenFailure(reason, description)) => {
+                    return Err(crate::Error::ChannelOpenFailure(reason, description));
                 }
                 None => {
                     debug!("channel confirmation sender was dropped");

@@ -1972,7 +1972,7 @@ impl Session {
 
                 if let Some(channel_sender) = self.channels.remove(&channel_num) {
                     channel_sender
-                        .send(ChannelMsg::OpenFailure(reason))
+                        .send(ChannelMsg::OpenFailure(reason, description))
                         .await
                         .map_err(|_| crate::Error::SendError)?;
                 }

@@ -417,8 +417,8 @@ impl Handle {
                         read_half: ChannelReadHalf { receiver },
                     });
                 }
-                Some(ChannelMsg::OpenFailure(reason)) => {
-                    return Err(Error::ChannelOpenFailure(reason));
+                Some(ChannelMsg::OpenFailure(reason, description)) => {
+                    return Err(Error::ChannelOpenFailure(reason, description));
                 }
                 None => {
                     return Err(Error::Disconnect);
