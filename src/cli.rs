@@ -90,7 +90,8 @@ pub enum Command {
         /// Execution counter or id, or `[user@]host:port`.
         #[arg(value_name = "EXEC")]
         target: String,
-        /// REMOTE | LOCAL:REMOTE | LOCAL:HOST:REMOTE | :REMOTE (any free local port).
+        /// REMOTE | LOCAL:REMOTE | LOCAL:HOST:REMOTE | :REMOTE (any free local port)
+        /// | BIND:LOCAL:HOST:REMOTE (ssh's -L form).
         #[arg(required = true, value_name = "SPEC")]
         specs: Vec<TunnelSpec>,
         /// Local address to bind.

@@ -20,6 +20,16 @@ import time
 
 EPOCHS = int(os.environ.get("DEMO_EPOCHS", "180"))
 progress = {"epoch": 0, "loss": None, "history": []}
+_say_lock = threading.Lock()
+
+
+def say(text, stream=None):
+    """Writes one whole line at once: print() writes the text and its
+    newline separately, so lines from the server threads interleaved."""
+    stream = stream or sys.stdout
+    with _say_lock:
+        stream.write(text + "\n")
+        stream.flush()
 
 
 class Debugger(socketserver.StreamRequestHandler):
@@ -54,7 +64,7 @@ class Threaded(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
 
 def serve(server, name):
-    print(f"{name} listening on {server.server_address[0]}:{server.server_address[1]}", flush=True)
+    say(f"{name} listening on {server.server_address[0]}:{server.server_address[1]}")
     server.serve_forever()
 
 
@@ -63,7 +73,7 @@ def start(handler, port, name):
         server = Threaded(("127.0.0.1", port), handler)
     except OSError as e:
         # Another demo run may hold the port; training goes on without it.
-        print(f"{name}: cannot listen on 127.0.0.1:{port}: {e}", file=sys.stderr, flush=True)
+        say(f"{name}: cannot listen on 127.0.0.1:{port}: {e}", sys.stderr)
         return
     threading.Thread(target=serve, args=(server, name), daemon=True).start()
 
@@ -73,14 +83,14 @@ def main():
     start(Board, 6006, "tensorboard")
     random.seed(42)
     loss = 2.5
-    print(f"training for {EPOCHS} epochs", flush=True)
+    say(f"training for {EPOCHS} epochs")
     for epoch in range(1, EPOCHS + 1):
         time.sleep(1)
         loss = loss * 0.985 + random.uniform(-0.02, 0.02) * math.exp(-epoch / 60)
         progress["epoch"] = epoch
         progress["history"].append((epoch, loss))
-        print(f"epoch {epoch}/{EPOCHS} loss={loss:.4f}", flush=True)
-    print("training done", flush=True)
+        say(f"epoch {epoch}/{EPOCHS} loss={loss:.4f}")
+    say("training done")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// One `-L` spec: `REMOTE`, `LOCAL:REMOTE`, `LOCAL:HOST:REMOTE`, `:REMOTE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelSpec {
+    /// Local address to listen on, when the spec names one (ssh's
+    /// `BIND:PORT:HOST:PORT`); otherwise the command's `--bind`, and
+    /// 127.0.0.1 unless asked.
+    pub bind: Option<IpAddr>,
     /// Local port; 0 picks a free one.
     pub local_port: u16,
     /// Host to reach from the remote side.
@@ -45,44 +49,93 @@ impl FromStr for TunnelSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let port = |p: &str, what: &str| {
-            p.parse::<u16>()
-                .map_err(|_| format!("`{p}` in tunnel spec `{s}` is not a {what} port"))
+        let port = |p: &str, what: &str| match p.parse::<u64>() {
+            Ok(n) if n > u64::from(u16::MAX) => Err(format!(
+                "`{p}` in tunnel spec `{s}` is not a {what} port: ports are 1-65535"
+            )),
+            Ok(n) => Ok(n as u16),
+            Err(_) => Err(format!("`{p}` in tunnel spec `{s}` is not a {what} port")),
         };
         let remote = |p: &str| {
             port(p, "remote").and_then(|v| {
                 if v == 0 {
-                    Err(format!("tunnel spec `{s}`: the remote port cannot be 0"))
+                    Err(format!(
+                        "tunnel spec `{s}`: the remote port cannot be 0 (ports are 1-65535)"
+                    ))
                 } else {
                     Ok(v)
                 }
             })
         };
-        let parts: Vec<&str> = s.split(':').collect();
-        let (local_port, remote_host, remote_port) = match parts.as_slice() {
+        let local = |p: &str| {
+            if p.is_empty() {
+                Ok(0)
+            } else {
+                port(p, "local")
+            }
+        };
+        let host = |h: &str| h.trim_start_matches('[').trim_end_matches(']').to_string();
+        let bind = |b: &str| -> Result<IpAddr, String> {
+            match host(b).as_str() {
+                "localhost" => Ok(LOOPBACK),
+                "*" => Err(format!(
+                    "tunnel spec `{s}`: say 0.0.0.0 (or ::) to listen on every interface"
+                )),
+                b => b.parse().map_err(|_| {
+                    format!("`{b}` in tunnel spec `{s}` is not a local IP address to listen on")
+                }),
+            }
+        };
+        let parts = split_spec(s);
+        let (bind_addr, local_port, remote_host, remote_port) = match parts.as_slice() {
             [r] => {
                 let r = remote(r)?;
-                (r, DEFAULT_REMOTE_HOST.to_string(), r)
+                (None, r, DEFAULT_REMOTE_HOST.to_string(), r)
             }
-            ["", r] => (0, DEFAULT_REMOTE_HOST.to_string(), remote(r)?),
-            [l, r] => (port(l, "local")?, DEFAULT_REMOTE_HOST.to_string(), remote(r)?),
-            [l, h, r] if !h.is_empty() => (
-                if l.is_empty() { 0 } else { port(l, "local")? },
-                h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            ["", r] => (None, 0, DEFAULT_REMOTE_HOST.to_string(), remote(r)?),
+            [l, r] => (None, local(l)?, DEFAULT_REMOTE_HOST.to_string(), remote(r)?),
+            [l, h, r] if !h.is_empty() => (None, local(l)?, host(h), remote(r)?),
+            // ssh's own `-L [BIND:]PORT:HOST:HOSTPORT`.
+            [b, l, h, r] if !h.is_empty() => (
+                (!b.is_empty()).then(|| bind(b)).transpose()?,
+                local(l)?,
+                host(h),
                 remote(r)?,
             ),
             _ => {
                 return Err(format!(
-                    "`{s}` is not a tunnel spec: use REMOTE, LOCAL:REMOTE, LOCAL:HOST:REMOTE or :REMOTE"
+                    "`{s}` is not a tunnel spec: use REMOTE, LOCAL:REMOTE, LOCAL:HOST:REMOTE, \
+                     :REMOTE or BIND:LOCAL:HOST:REMOTE"
                 ))
             }
         };
         Ok(TunnelSpec {
+            bind: bind_addr,
             local_port,
             remote_host,
             remote_port,
         })
     }
+}
+
+/// Splits a spec at its colons, except inside `[...]` (an IPv6 address).
+fn split_spec(s: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut depth = 0usize;
+    let mut from = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            ':' if depth == 0 => {
+                parts.push(&s[from..i]);
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[from..]);
+    parts
 }
 
 /// A tunnel's state as the user sees it.
@@ -175,6 +228,14 @@ pub enum TunnelError {
         /// The port.
         port: u16,
     },
+    /// Two specs want the same local port.
+    #[error("local port {port} on {bind} is given twice")]
+    GivenTwice {
+        /// The address.
+        bind: IpAddr,
+        /// The port.
+        port: u16,
+    },
     /// Binding failed otherwise.
     #[error("cannot listen on {bind}:{port}: {source}")]
     Bind {
@@ -196,8 +257,20 @@ pub async fn bind_all(
     specs: &[TunnelSpec],
     bind: IpAddr,
 ) -> Result<Vec<(Tunnel, TcpListener)>, TunnelError> {
+    let default_bind = bind;
+    let mut wanted = std::collections::HashSet::new();
+    for spec in specs.iter().filter(|s| s.local_port != 0) {
+        let bind = spec.bind.unwrap_or(default_bind);
+        if !wanted.insert((bind, spec.local_port)) {
+            return Err(TunnelError::GivenTwice {
+                bind,
+                port: spec.local_port,
+            });
+        }
+    }
     let mut out = Vec::new();
     for spec in specs {
+        let bind = spec.bind.unwrap_or(default_bind);
         let listener = TcpListener::bind((bind, spec.local_port))
             .await
             .map_err(|source| {
@@ -493,6 +566,7 @@ mod tests {
     #[test]
     fn specs_parse_in_all_four_forms() {
         let s = |l, h: &str, r| TunnelSpec {
+            bind: None,
             local_port: l,
             remote_host: h.into(),
             remote_port: r,
@@ -502,9 +576,68 @@ mod tests {
         assert_eq!("8080:10.0.0.2:80".parse(), Ok(s(8080, "10.0.0.2", 80)));
         assert_eq!(":6006".parse(), Ok(s(0, "localhost", 6006)));
         assert_eq!(":db:5432".parse(), Ok(s(0, "db", 5432)));
-        for bad in ["", "x", "0", "1:2:3:4", "70000", "1::3", "5:0"] {
+        for bad in [
+            "",
+            "x",
+            "0",
+            "1:2:3:4",
+            "70000",
+            "1::3",
+            "5:0",
+            "*:1:h:2",
+            "a:b:c:d:e",
+        ] {
             assert!(bad.parse::<TunnelSpec>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn specs_take_ssh_forms_and_say_what_is_wrong() {
+        let bound = |b: &str, l, h: &str, r| TunnelSpec {
+            bind: Some(b.parse().expect("ip")),
+            local_port: l,
+            remote_host: h.into(),
+            remote_port: r,
+        };
+        assert_eq!(
+            "127.0.0.1:8080:localhost:80".parse(),
+            Ok(bound("127.0.0.1", 8080, "localhost", 80))
+        );
+        assert_eq!(
+            "[::1]:8080:[fd00::2]:80".parse(),
+            Ok(bound("::1", 8080, "fd00::2", 80))
+        );
+        assert_eq!(
+            "localhost:5678:localhost:5678".parse(),
+            Ok(bound("127.0.0.1", 5678, "localhost", 5678))
+        );
+        let no_bind: TunnelSpec = ":8080:db:5432".parse().expect("spec");
+        assert_eq!((no_bind.bind, no_bind.local_port), (None, 8080));
+        let err = "70000".parse::<TunnelSpec>().expect_err("too big");
+        assert!(err.contains("ports are 1-65535"), "{err}");
+        let err = "8080:70000".parse::<TunnelSpec>().expect_err("too big");
+        assert!(err.contains("`70000`") && err.contains("1-65535"), "{err}");
+        let err = "*:1:h:2".parse::<TunnelSpec>().expect_err("star");
+        assert!(err.contains("0.0.0.0"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_port_given_twice_says_so() {
+        let specs: Vec<TunnelSpec> = ["18080:80", "18080:81"]
+            .iter()
+            .map(|s| s.parse().expect("spec"))
+            .collect();
+        let err = bind_all(&specs, LOOPBACK).await.expect_err("twice");
+        assert_eq!(
+            err.to_string(),
+            "local port 18080 on 127.0.0.1 is given twice"
+        );
+        // Any-free-port specs may repeat.
+        let specs: Vec<TunnelSpec> = [":80", ":81"]
+            .iter()
+            .map(|s| s.parse().expect("spec"))
+            .collect();
+        assert_eq!(bind_all(&specs, LOOPBACK).await.expect("binds").len(), 2);
     }
 
     #[test]
@@ -547,6 +680,7 @@ mod tests {
         let taken = TcpListener::bind((LOOPBACK, 0)).await.expect("bind");
         let port = taken.local_addr().expect("addr").port();
         let spec = TunnelSpec {
+            bind: None,
             local_port: port,
             remote_host: "localhost".into(),
             remote_port: 1,
