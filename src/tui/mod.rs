@@ -1,14 +1,21 @@
 //! The console: executions list, live logs, and tiled panes of shells,
-//! commands and tunnels. `app` holds state, `ui` draws it, `runtime` does
-//! the I/O; this module runs the loop between them and owns the terminal.
+//! commands and tunnels. `app` holds the shared state and routes keys and
+//! messages; each kind of pane (`panes`) and popup (`popups`) handles its
+//! own keys and draws itself; `ui` lays the screen out; `runtime` does the
+//! I/O; this module runs the loop between them and owns the terminal.
 
 pub mod action;
 pub mod app;
+pub mod executions;
 pub mod keys;
 pub mod layout;
+pub mod list;
 pub mod panes;
+pub mod popups;
 pub mod runtime;
+pub mod tunnels;
 pub mod ui;
+pub mod widgets;
 
 use std::collections::HashMap;
 use std::io::Stdout;

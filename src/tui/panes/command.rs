@@ -7,7 +7,16 @@
 
 use std::time::{Duration, Instant};
 
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::{DrawCx, PaneAction, PaneCx, PaneView};
 use crate::source::Stream;
+use crate::tui::keys::KeyAction;
+use crate::tui::widgets::{highlight, stream_style};
 
 /// One line of output, with its colours stripped.
 pub struct OutLine {
@@ -286,6 +295,120 @@ fn pieces(text: &str, width: usize) -> impl Iterator<Item = &str> {
             }
         }
     })
+}
+
+/// The output area (width, height) of a command pane inside `cx`: its
+/// inside less the footer row.
+fn view_size(cx: &PaneCx) -> (usize, usize) {
+    cx.inner.map_or((80, 10), |(rows, cols)| {
+        (
+            usize::from(cols),
+            usize::from(rows.saturating_sub(1)).max(1),
+        )
+    })
+}
+
+impl PaneView for CommandPane {
+    fn name(&self) -> &'static str {
+        "command"
+    }
+
+    fn title(&self, exec_label: &str) -> String {
+        format!(" {} · {} · {} ", exec_label, self.name(), self.command)
+    }
+
+    fn hints(&self) -> &'static str {
+        "r re-run · j/k scroll · / search · End follows · z zoom · x close · Tab focus · ? help"
+    }
+
+    fn scroll(&mut self, n: usize, up: bool, cx: &PaneCx) {
+        let (width, height) = view_size(cx);
+        // A page is the pane's own height here, not the screen's: wrapped
+        // rows make lines uneven.
+        let rows = if n > 1 { height } else { n };
+        let rows = isize::try_from(rows).unwrap_or(isize::MAX);
+        CommandPane::scroll(self, if up { -rows } else { rows }, width, height);
+    }
+
+    fn on_action(&mut self, action: KeyAction, _cx: &PaneCx) -> PaneAction {
+        match action {
+            KeyAction::Follow => {
+                self.resume();
+                PaneAction::Done
+            }
+            KeyAction::Rerun if self.running() => PaneAction::Done,
+            KeyAction::Rerun => {
+                self.restart();
+                PaneAction::Rerun(self.command.clone())
+            }
+            _ => PaneAction::Ignored,
+        }
+    }
+
+    fn searchable(&self) -> bool {
+        true
+    }
+
+    fn last_search(&self) -> Option<String> {
+        self.search.clone()
+    }
+
+    fn search(&mut self, term: &str, cx: &PaneCx) -> Result<(), String> {
+        let (width, rows) = view_size(cx);
+        if self.find(term, width, rows) {
+            Ok(())
+        } else {
+            Err(format!("`{term}` not found in the output"))
+        }
+    }
+
+    fn owns_session(&self) -> bool {
+        true
+    }
+
+    fn holds_session(&self) -> bool {
+        self.running()
+    }
+
+    fn draw(&self, frame: &mut Frame<'_>, inner: Rect, _cx: &DrawCx<'_>) {
+        let c = self;
+        let height = usize::from(inner.height).saturating_sub(1);
+        let width = usize::from(inner.width.max(1));
+        let term = c.search.as_deref().filter(|t| !t.is_empty());
+        let rows: Vec<Line> = c
+            .view(width, height)
+            .into_iter()
+            .map(|row| {
+                let style = stream_style(&c.lines[row.line].stream);
+                match term.filter(|t| row.text.contains(*t)) {
+                    Some(t) => highlight(row.text, t, style),
+                    None => Line::from(Span::styled(row.text.to_string(), style)),
+                }
+            })
+            .collect();
+        let mut lines = rows;
+        let footer = match (&c.error, c.exit, c.elapsed) {
+            (Some(e), _, _) => Span::styled(format!("failed: {e}"), Style::new().fg(Color::Red)),
+            (None, Some(code), Some(t)) => Span::styled(
+                format!("exit {code} · {:.2}s · r re-runs", t.as_secs_f64()),
+                Style::new().fg(if code == 0 { Color::Green } else { Color::Red }),
+            ),
+            _ => Span::styled(
+                format!("running… {:.0}s", c.started.elapsed().as_secs_f64()),
+                Style::new().fg(Color::Yellow),
+            ),
+        };
+        let mut footer = vec![footer];
+        let below = c.rows_below(width, height);
+        if c.top.is_some() && below > 0 {
+            footer.push(Span::styled(
+                format!(" · {below} rows below; End or F follows"),
+                Style::new().fg(Color::Yellow),
+            ));
+        }
+        lines.push(Line::from(footer));
+        frame.render_widget(Paragraph::new(lines), inner);
+    }
 }
 
 #[cfg(test)]

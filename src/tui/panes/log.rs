@@ -2,7 +2,16 @@
 
 use std::collections::VecDeque;
 
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::{DrawCx, PaneAction, PaneCx, PaneView};
 use crate::source::LogEvent;
+use crate::tui::keys::KeyAction;
+use crate::tui::widgets::{highlight, stream_style};
 
 /// A log pane's state.
 pub struct LogPane {
@@ -114,6 +123,88 @@ impl LogPane {
             .max(height.min(self.lines.len()));
         let start = end.saturating_sub(height);
         self.lines.range(start..end)
+    }
+}
+
+impl PaneView for LogPane {
+    fn name(&self) -> &'static str {
+        "log"
+    }
+
+    fn hints(&self) -> &'static str {
+        "j/k scroll · End/F follow · / search · s shell · c command · z zoom · x close · Tab focus · ? help"
+    }
+
+    fn scroll(&mut self, n: usize, up: bool, _cx: &PaneCx) {
+        if up {
+            self.scroll_up(n);
+        } else {
+            self.scroll_down(n);
+        }
+    }
+
+    fn on_action(&mut self, action: KeyAction, _cx: &PaneCx) -> PaneAction {
+        match action {
+            KeyAction::Follow => {
+                self.resume();
+                PaneAction::Done
+            }
+            _ => PaneAction::Ignored,
+        }
+    }
+
+    fn searchable(&self) -> bool {
+        true
+    }
+
+    fn last_search(&self) -> Option<String> {
+        self.search.clone()
+    }
+
+    fn search(&mut self, term: &str, cx: &PaneCx) -> Result<(), String> {
+        let height = cx.inner.map_or(10, |(rows, _)| usize::from(rows));
+        self.search = Some(term.to_string());
+        if self.find_previous(height) {
+            Ok(())
+        } else {
+            Err(format!("`{term}` not found above"))
+        }
+    }
+
+    fn execution_gone(&mut self, note: &str) {
+        self.notice = Some(note.to_string());
+    }
+
+    fn draw(&self, frame: &mut Frame<'_>, inner: Rect, _cx: &DrawCx<'_>) {
+        let l = self;
+        let mut lines: Vec<Line> = Vec::new();
+        let mut height = usize::from(inner.height);
+        if let Some(n) = &l.notice {
+            lines.push(Line::from(Span::styled(
+                n.clone(),
+                Style::new().fg(Color::Black).bg(Color::Green),
+            )));
+            height = height.saturating_sub(1);
+        }
+        for e in l.visible(height) {
+            let style = stream_style(&e.stream);
+            let text = crate::source::scanner::strip_ansi(&e.message);
+            match l
+                .search
+                .as_deref()
+                .filter(|s| !s.is_empty() && text.contains(*s))
+            {
+                Some(term) => lines.push(highlight(&text, term, style)),
+                None => lines.push(Line::from(Span::styled(text, style))),
+            }
+        }
+        if !l.follow {
+            lines.push(Line::from(Span::styled(
+                format!("-- scrolled up {} lines; End or F follows --", l.offset),
+                Style::new().fg(Color::Yellow),
+            )));
+        }
+        frame.render_widget(Paragraph::new(lines), inner);
     }
 }
 
