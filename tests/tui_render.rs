@@ -1197,6 +1197,25 @@ fn a_finished_execution_opens_no_session_and_says_why() {
 }
 
 #[test]
+fn an_unknown_final_status_is_gone_too() {
+    let (mut app, _) = app_with_ends();
+    let mut archived = exec("e9", 9, "archived", "train resnet50");
+    archived.end_time = Some("2026-12-02T01:00:00Z".into());
+    app.update(Msg::Executions(
+        0,
+        Ok(vec![
+            archived,
+            exec("e8", 8, "started", "debug the loss"),
+            exec("e7", 7, "error", "train (failed)"),
+        ]),
+    ));
+    assert!(ssh_column(&app, "9").contains("gone"), "{}", screen(&app));
+    ch(&mut app, 's');
+    let (text, _) = app.status.clone().expect("a message");
+    assert_eq!(text, "#9 is archived; its SSH server has gone");
+}
+
+#[test]
 fn tunnels_stop_when_their_execution_ends() {
     let (mut app, _) = app_with_ends();
     app.take_effects();

@@ -225,7 +225,7 @@ async fn list_executions(
         let status_ok = statuses.is_empty()
             || statuses.iter().any(|s| match *s {
                 "incomplete" => !e.status().is_finished(),
-                s => Status::parse(s) == e.status(),
+                s => Status::parse(s).as_str() == e.status().as_str(),
             });
         let counter_ok = counters.is_empty() || counters.contains(&e.counter);
         let project_ok = projects.iter().all(|p| p.is_empty() || *p == PROJECT_ID);

@@ -152,6 +152,9 @@ pub enum Status {
     Crashed,
     /// Stopped by a user.
     Stopped,
+    /// A status porthole does not know, on an execution that has an end
+    /// time: it has ended, whatever the word (see [`Execution::status`]).
+    Ended(String),
     /// Anything else the server says.
     Other(String),
 }
@@ -183,7 +186,7 @@ impl Status {
             Status::Error => "error",
             Status::Crashed => "crashed",
             Status::Stopped => "stopped",
-            Status::Other(s) => s,
+            Status::Ended(s) | Status::Other(s) => s,
         }
     }
 
@@ -191,15 +194,22 @@ impl Status {
     pub fn is_finished(&self) -> bool {
         matches!(
             self,
-            Status::Complete | Status::Error | Status::Crashed | Status::Stopped
+            Status::Complete | Status::Error | Status::Crashed | Status::Stopped | Status::Ended(_)
         )
     }
 }
 
 impl Execution {
-    /// The parsed status.
+    /// The parsed status. A status porthole does not know counts as
+    /// ended once the execution has an end time, so that a new final
+    /// status of the platform's is not taken for a running one.
     pub fn status(&self) -> Status {
-        Status::parse(&self.status)
+        match Status::parse(&self.status) {
+            Status::Other(s) if self.end_time.as_deref().is_some_and(|t| !t.is_empty()) => {
+                Status::Ended(s)
+            }
+            status => status,
+        }
     }
 
     /// Title, else step, else the command, for lists.
@@ -394,6 +404,25 @@ pub fn now_iso() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_status_with_an_end_time_has_ended() {
+        let mut e: Execution =
+            serde_json::from_str(r#"{"id": "x", "counter": 3, "status": "archived"}"#)
+                .expect("parses");
+        assert_eq!(e.status(), Status::Other("archived".into()));
+        assert!(
+            !e.status().is_finished(),
+            "no end time: maybe still running"
+        );
+        e.end_time = Some("2026-12-02T01:00:00Z".into());
+        assert_eq!(e.status(), Status::Ended("archived".into()));
+        assert!(e.status().is_finished());
+        assert_eq!(e.status().as_str(), "archived");
+        // Known ones keep their meaning whatever the end time says.
+        e.status = "started".into();
+        assert_eq!(e.status(), Status::Started);
+    }
 
     #[test]
     fn recorded_shapes_parse_and_unknown_fields_are_ignored() {

@@ -17,7 +17,7 @@ fn status_color(status: &Status) -> Color {
         Status::Stopping => Color::Magenta,
         Status::Complete => Color::Blue,
         Status::Error | Status::Crashed => Color::Red,
-        Status::Stopped | Status::Other(_) => Color::Gray,
+        Status::Stopped | Status::Ended(_) | Status::Other(_) => Color::Gray,
     }
 }
 
