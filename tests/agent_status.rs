@@ -90,6 +90,55 @@ fn status_reports_the_agent_the_command_and_listening_ports() {
     drop(app);
 }
 
+/// Each listening port names the process holding it (`comm`), here a
+/// listener the wrapped command opened; the test's own listener names the
+/// test binary.
+#[test]
+fn status_names_the_process_of_each_listener() {
+    let Some(p) = require_ssh_peers() else { return };
+    let Some(python) = find_executable("python3") else {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    };
+    let dir = temp_dir();
+    let key = KeyPair::generate(dir.path(), KeyKind::Ed25519);
+    let port = free_port();
+    let script = format!(
+        "import socket, time\n\
+         s = socket.socket()\n\
+         s.bind(('127.0.0.1', {port}))\n\
+         s.listen()\n\
+         time.sleep(30)\n"
+    );
+    let python = python.to_string_lossy().into_owned();
+    let agent = Agent::with_key(&key, &["--", &python, "-c", &script]);
+    let mine = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let my_port = mine.local_addr().expect("addr").port();
+
+    let mut doc = Value::Null;
+    let listening = wait_until(deadline_in(DEADLINE), || {
+        doc = status(&p.ssh, &agent, &key);
+        listening_has(&doc, port)
+    });
+    assert!(listening, "the command's listener never showed: {doc:#}");
+    let process_of = |port: u16| -> Value {
+        doc["listening"]
+            .as_array()
+            .and_then(|l| {
+                l.iter()
+                    .find(|e| e["port"].as_u64() == Some(u64::from(port)))
+            })
+            .map(|e| e["process"].clone())
+            .unwrap_or_default()
+    };
+    let cmd_pid = doc["command"]["pid"].as_u64().expect("command pid");
+    let comm = std::fs::read_to_string(format!("/proc/{cmd_pid}/comm")).expect("comm");
+    assert_eq!(process_of(port), Value::from(comm.trim_end()), "{doc:#}");
+    let own = std::fs::read_to_string("/proc/self/comm").expect("comm");
+    assert_eq!(process_of(my_port), Value::from(own.trim_end()), "{doc:#}");
+    drop(mine);
+}
+
 #[test]
 fn status_without_a_wrapped_command_has_null_command() {
     let Some(p) = require_ssh_peers() else { return };

@@ -216,6 +216,9 @@ fn demo_shell_command_tunnel_split_and_quit() {
         std::fs::create_dir_all(d).expect("create temp dirs");
     }
     let stty_file = dir.path().join("stty.txt");
+    // A remapped key: quit is ctrl-q (and `q` does nothing).
+    std::fs::write(config.join("config.toml"), "[keys]\nquit = \"ctrl-q\"\n")
+        .expect("write config.toml");
 
     // porthole's key, encrypted: the console asks for its passphrase on the
     // plain terminal before it opens, and every session it opens uses it.
@@ -274,6 +277,11 @@ fn demo_shell_command_tunnel_split_and_quit() {
         same_row(s, &["ready", "demo: training run"])
     });
     assert!(screen.contains("executions · local"), "{screen}");
+    // The key bar names the remapped key.
+    assert!(
+        screen.contains("? help · ctrl-q quit"),
+        "the key bar does not say `ctrl-q quit`:\n{screen}"
+    );
     t.wait_for("all three demo executions", |s| {
         s.contains("demo: quick run") && s.contains("demo: failing run")
     });
@@ -349,16 +357,19 @@ fn demo_shell_command_tunnel_split_and_quit() {
         "the search failed:\n{found}"
     );
 
-    // `t`: replace the prefilled 5678 with LOCAL:6006, then fetch through
-    // the tunnel from outside the console.
+    // `t`: the demo holds 5678 on this machine, so the prompt proposes a
+    // free local port for it, written out (`5679:5678`); replace that with
+    // LOCAL:6006, then fetch through the tunnel from outside the console.
     let local = free_port();
     t.keys(&["t"]);
     let screen = t.wait_text("new tunnel");
     assert!(
-        screen.lines().any(|l| l.contains("│5678 ")),
-        "the prompt is prefilled with 5678:\n{screen}"
+        screen
+            .lines()
+            .any(|l| l.contains(":5678 ") && !l.contains("│5678 ")),
+        "the prompt does not propose a free local port for the busy 5678:\n{screen}"
     );
-    t.keys(&["BSpace", "BSpace", "BSpace", "BSpace"]);
+    t.keys(&["BSpace"; 12]);
     t.text(&format!("{local}:6006"));
     t.keys(&["Enter"]);
     let deadline = Instant::now() + WAIT;
@@ -403,8 +414,16 @@ fn demo_shell_command_tunnel_split_and_quit() {
         "the panes of #1 and #2 are not side by side:\n{screen}"
     );
 
-    // `q` asks first (a shell and a tunnel are open); `y` quits.
+    // `q` is not the quit key here: nothing happens.
     t.keys(&["q"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let screen = t.capture();
+    assert!(
+        !screen.contains("quit?") && screen.contains("executions · local"),
+        "`q` acted although quit is ctrl-q:\n{screen}"
+    );
+    // `ctrl-q` asks first (a shell and a tunnel are open); `y` quits.
+    t.keys(&["C-q"]);
     let screen = t.wait_text("quit?");
     assert!(
         screen.contains("1 shell(s) and 1 tunnel(s) are open"),
@@ -415,7 +434,7 @@ fn demo_shell_command_tunnel_split_and_quit() {
     while !stty_file.exists() || std::fs::metadata(&stty_file).map_or(0, |m| m.len()) == 0 {
         assert!(
             Instant::now() < deadline,
-            "porthole did not exit within {WAIT:?} after `q` `y`; screen:\n{}",
+            "porthole did not exit within {WAIT:?} after `ctrl-q` `y`; screen:\n{}",
             t.capture()
         );
         std::thread::sleep(Duration::from_millis(200));

@@ -45,6 +45,8 @@ fn app() -> App {
         "/home/u/.config/porthole/id_ed25519",
     );
     app.resize(WIDTH, HEIGHT);
+    // Every local port is free, whatever runs on this machine.
+    app.port_free = |_| true;
     app
 }
 
@@ -125,7 +127,8 @@ fn ev(stream: Stream, message: &str) -> LogEvent {
 }
 
 fn render(app: &App) -> Terminal<TestBackend> {
-    let mut terminal = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("test terminal");
+    let mut terminal =
+        Terminal::new(TestBackend::new(app.size.width, app.size.height)).expect("test terminal");
     terminal
         .draw(|f| ui::draw(f, app))
         .expect("draw never fails on a TestBackend");
@@ -457,24 +460,38 @@ fn tunnels_table() {
     ch(&mut app, 'T');
     let text = screen(&app);
     insta::assert_snapshot!("tunnels_table", text);
-    // Two lines per tunnel: connection and counters, then the state.
+    // One row per tunnel: direction, what it connects, and its state, the
+    // failure's reason in the STATUS cell of the same row.
     let lines: Vec<&str> = text.lines().collect();
-    let up = lines
-        .iter()
-        .position(|l| l.contains("127.0.0.1:5678"))
-        .expect("the tunnel that is up");
+    let header = row_of(&text, "LOCAL").expect("the table's header");
+    for column in ["DIR", "TARGET", "STATUS"] {
+        assert!(lines[header].contains(column), "{}", lines[header]);
+    }
+    let up = row_of(&text, "127.0.0.1:5678").expect("the tunnel that is up");
+    assert!(lines[up].contains("L   127.0.0.1:5678"), "{}", lines[up]);
     assert!(lines[up].contains("localhost:5678"), "{}", lines[up]);
-    assert!(lines[up].contains("512 B / 1.5 MiB"), "{}", lines[up]);
-    assert!(lines[up + 1].contains(" up "), "{}", lines[up + 1]);
-    let failed_row = lines
-        .iter()
-        .position(|l| l.contains("localhost:6006"))
-        .expect("the tunnel that failed");
+    assert!(lines[up].contains(" up "), "{}", lines[up]);
+    let failed_row = row_of(&text, "localhost:6006").expect("the tunnel that failed");
+    assert_eq!(failed_row, up + 1, "one row per tunnel:\n{text}");
     assert!(
-        lines[failed_row + 1].contains("failed: cannot listen on 127.0.0.1:8080"),
+        lines[failed_row].contains("127.0.0.1:8080")
+            && lines[failed_row].contains("failed: cannot")
+            && lines[failed_row].contains('…'),
         "{}",
-        lines[failed_row + 1]
+        lines[failed_row]
     );
+    // Wider, the counters have room too.
+    app.resize(200, 50);
+    let zoomed = screen(&app);
+    let up = row_of(&zoomed, "127.0.0.1:5678").expect("the tunnel that is up");
+    assert!(
+        zoomed
+            .lines()
+            .nth(up)
+            .is_some_and(|l| l.contains("512 B / 1.5 MiB")),
+        "{zoomed}"
+    );
+    app.resize(WIDTH, HEIGHT);
 
     // `x` in the tunnels pane stops the selected tunnel, not the pane.
     app.take_effects();
@@ -485,6 +502,238 @@ fn tunnels_table() {
     assert!(app.panes.contains_key(&pane));
 }
 
+/// A tunnels table with a tunnel up, one failed and one reconnecting after
+/// a failed connection, at `width` x `height`.
+fn tunnels_at(width: u16, height: u16) -> App {
+    let mut app = app_with_list();
+    app.resize(width, height);
+    for spec in ["5678", "8080:6006", ":8888"] {
+        ch(&mut app, 't');
+        for _ in 0..4 {
+            press(&mut app, KeyCode::Backspace);
+        }
+        type_text(&mut app, spec);
+        press(&mut app, KeyCode::Enter);
+    }
+    let ids: Vec<u64> = app.tunnels.iter().map(|t| t.id).collect();
+    let stats = TunnelStats::default();
+    stats.connections.store(2, Ordering::Relaxed);
+    stats.bytes_up.store(512, Ordering::Relaxed);
+    stats
+        .bytes_down
+        .store(3 * 1024 * 1024 / 2, Ordering::Relaxed);
+    app.update(Msg::TunnelUp(
+        ids[0],
+        Arc::new(Tunnel {
+            spec: "5678".parse().expect("spec"),
+            local: "127.0.0.1:5678".parse().expect("address"),
+            stats: Arc::new(stats),
+        }),
+    ));
+    app.update(Msg::TunnelFailed(
+        ids[1],
+        "local port 8080 on 127.0.0.1 is already in use; pick another with LOCAL:REMOTE, \
+         or :REMOTE for any free port"
+            .into(),
+    ));
+    app.update(Msg::TunnelUp(
+        ids[2],
+        Arc::new(Tunnel {
+            spec: ":8888".parse().expect("spec"),
+            local: "127.0.0.1:40123".parse().expect("address"),
+            stats: Arc::default(),
+        }),
+    ));
+    app.update(Msg::Tunnel(
+        ids[2],
+        porthole::ssh::tunnel::TunnelEvent::ConnectionFailed {
+            tunnel: 0,
+            reason: "connect failed: Connection refused".into(),
+        },
+    ));
+    app.status = None;
+    ch(&mut app, 'T');
+    // The failed one selected: its reason in full below the rows.
+    ch(&mut app, 'j');
+    app
+}
+
+#[test]
+fn tunnels_table_at_80x24_and_200x50() {
+    for (width, height, name) in [
+        (80, 24, "tunnels_table_80x24"),
+        (200, 50, "tunnels_table_200x50"),
+    ] {
+        let app = tunnels_at(width, height);
+        let text = screen(&app);
+        insta::assert_snapshot!(name, text);
+        for line in text.lines() {
+            assert!(line.chars().count() <= usize::from(width), "{line}");
+        }
+        // Each tunnel on one row, its state in it.
+        let failed = row_of(&text, "127.0.0.1:8080").expect("the failed tunnel");
+        assert!(
+            text.lines()
+                .nth(failed)
+                .is_some_and(|l| l.contains("failed: local port")),
+            "{text}"
+        );
+        assert!(
+            text.contains("pick another with") && text.contains("for any free port"),
+            "the selected tunnel's reason is not said in full:\n{text}"
+        );
+        let refused = row_of(&text, "127.0.0.1:40123").expect("the third tunnel");
+        assert!(
+            text.lines()
+                .nth(refused)
+                .is_some_and(|l| l.contains("up · last")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn big_t_toggles_the_tunnels_table_and_esc_leaves_it() {
+    let mut app = tunnels_at(WIDTH, HEIGHT);
+    let pane = focused(&app);
+    assert!(matches!(app.panes[&pane].kind, PaneKind::Tunnels(_)));
+    // A second T closes it, focus back on the list.
+    ch(&mut app, 'T');
+    assert!(app.panes.is_empty());
+    assert_eq!(app.focus, Focus::List);
+    // Esc leaves it the same way.
+    ch(&mut app, 'T');
+    assert!(!app.panes.is_empty());
+    press(&mut app, KeyCode::Esc);
+    assert!(app.panes.is_empty());
+    assert_eq!(app.focus, Focus::List);
+    // Open but not focused, T focuses it rather than closing it.
+    let log = open_log(&mut app);
+    ch(&mut app, 'T');
+    let table = focused(&app);
+    press(&mut app, KeyCode::Tab);
+    assert_ne!(app.focus, Focus::Pane(table));
+    ch(&mut app, 'T');
+    assert_eq!(app.focus, Focus::Pane(table));
+    assert!(app.panes.contains_key(&log));
+    // The key bar names the keys of the table.
+    let text = screen(&app);
+    let bar = text.lines().last().unwrap_or_default();
+    assert!(bar.contains("X clear failed"), "{bar}");
+}
+
+#[test]
+fn x_in_the_tunnels_table_clears_failed_tunnels() {
+    let mut app = tunnels_at(WIDTH, HEIGHT);
+    assert_eq!(app.tunnels.len(), 3);
+    app.take_effects();
+    app.on_key(KeyEvent::new(KeyCode::Char('X'), KeyModifiers::SHIFT));
+    assert_eq!(app.tunnels.len(), 2);
+    assert!(app.tunnels.iter().all(|t| !t.failed()));
+    // Nothing to stop: the failed one holds nothing.
+    assert!(app.take_effects().is_empty());
+    let text = screen(&app);
+    assert!(!text.contains("127.0.0.1:8080"), "{text}");
+    assert!(text.contains("cleared 1 failed tunnel"), "{text}");
+}
+
+#[test]
+fn the_tunnel_prompt_proposes_a_free_local_port_when_the_default_is_busy() {
+    let mut app = app_with_list();
+    app.port_free = |p| p != 5678;
+    app.take_effects();
+    ch(&mut app, 't');
+    match &app.popup {
+        Some(Popup::Prompt(p)) => assert_eq!(p.text(), "5679:5678"),
+        _ => panic!("t opens the tunnel prompt"),
+    }
+    press(&mut app, KeyCode::Enter);
+    let effects = app.take_effects();
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::OpenTunnel { spec, .. }
+            if spec.local_port == 5679 && spec.remote_port == 5678)),
+        "{effects:?}"
+    );
+
+    // A typed (or F-key) spec whose local port is busy comes back with a
+    // free one written out, and nothing starts.
+    app.port_free = |p| !(6006..=6007).contains(&p);
+    ch(&mut app, 't');
+    for _ in 0..9 {
+        press(&mut app, KeyCode::Backspace);
+    }
+    type_text(&mut app, "6006");
+    press(&mut app, KeyCode::Enter);
+    assert!(!app
+        .take_effects()
+        .iter()
+        .any(|e| matches!(e, Effect::OpenTunnel { .. })));
+    match &app.popup {
+        Some(Popup::Prompt(p)) => assert_eq!(p.text(), "6008:6006"),
+        _ => panic!("the prompt comes back with a free port"),
+    }
+    let text = screen(&app);
+    assert!(
+        text.contains("local port 6006 is in use on this machine; Enter opens 6008:6006"),
+        "{text}"
+    );
+    press(&mut app, KeyCode::Enter);
+    assert!(app
+        .take_effects()
+        .iter()
+        .any(|e| matches!(e, Effect::OpenTunnel { spec, .. } if spec.local_port == 6008)));
+
+    // Taken between the prompt and the bind: the error names a free one.
+    app.port_free = |p| p != 6008;
+    let id = app.tunnels.last().expect("the tunnel").id;
+    app.update(Msg::TunnelFailed(
+        id,
+        "local port 6008 on 127.0.0.1 is already in use".into(),
+    ));
+    let said = app
+        .status
+        .as_ref()
+        .map(|(m, _)| m.clone())
+        .unwrap_or_default();
+    assert!(
+        said.contains("(6009 is free: t, then `6009:6006`)"),
+        "{said}"
+    );
+}
+
+#[test]
+fn offered_ports_name_their_process_and_fit_80_columns() {
+    let mut app = app_with_list();
+    app.resize(80, 24);
+    ch(&mut app, 't');
+    let named = |port: u16, name: &str| porthole::tui::action::AgentPort {
+        port,
+        process: Some(name.into()),
+    };
+    app.update(Msg::AgentPorts {
+        exec_id: "e5".into(),
+        ports: vec![named(5678, "python3"), named(6006, "tensorboard")],
+    });
+    let text = screen(&app);
+    assert!(
+        text.contains("F1 5678 python3  F2 6006 tensorboard"),
+        "{text}"
+    );
+    app.update(Msg::AgentPorts {
+        exec_id: "e5".into(),
+        ports: (0..12).map(|i| named(8000 + i, "jupyter-lab")).collect(),
+    });
+    let text = screen(&app);
+    let row = row_of(&text, "listening:").expect("the offered ports");
+    let line = text.lines().nth(row).unwrap_or_default();
+    assert!(line.contains("F1 8000"), "{line}");
+    assert!(line.contains("more · Tab cycles"), "{line}");
+    // Inside the prompt's border.
+    assert!(line.trim_end().ends_with('│'), "{line}");
+}
+
 #[test]
 fn help_overlay() {
     let mut app = app_with_list();
@@ -493,7 +742,7 @@ fn help_overlay() {
     let text = screen(&app);
     insta::assert_snapshot!("help_overlay", text);
     assert!(text.contains("porthole keys"), "{text}");
-    assert!(text.contains("Ctrl-]"), "{text}");
+    assert!(text.contains("ctrl-]"), "{text}");
     // Any key closes it, without acting.
     ch(&mut app, 'q');
     assert!(app.popup.is_none());
@@ -922,11 +1171,11 @@ fn t_prompt_is_prefilled_and_offers_listening_ports() {
     // Ports of another execution are ignored.
     app.update(Msg::AgentPorts {
         exec_id: "e4".into(),
-        ports: vec![1],
+        ports: vec![1.into()],
     });
     app.update(Msg::AgentPorts {
         exec_id: "e5".into(),
-        ports: vec![5678, 6006],
+        ports: vec![5678.into(), 6006.into()],
     });
     let text = screen(&app);
     assert!(text.contains("F1 5678  F2 6006"), "{text}");
@@ -980,15 +1229,20 @@ fn list_and_tunnels_are_readable_at_120_columns() {
     ch(&mut app, 'T');
     ch(&mut app, 'z');
     let text = screen(&app);
-    // A tunnel's second line states it in full, in place.
+    // A tunnel's row states it, the reason cut to fit; the selected one's
+    // reason in full below the rows.
     let lines: Vec<&str> = text.lines().collect();
     let row = lines
         .iter()
         .position(|l| l.contains("localhost:5678"))
         .expect("tunnel row");
     assert!(
-        lines[row + 1].contains("port 5678 is in use"),
-        "the port in use is not named in place:\n{text}"
+        lines[row].contains("failed: cannot list"),
+        "the failure is not said in place:\n{text}"
+    );
+    assert!(
+        text.contains("port 5678 is in use"),
+        "the port in use is not named:\n{text}"
     );
 }
 
@@ -1292,4 +1546,194 @@ fn the_linger_key_extends_and_releases() {
         app.status.clone().map(|(t, _)| t).as_deref(),
         Some("#8 debug the loss: SSH stays up until 10:00")
     );
+}
+
+// ---------------------------------------------------------------------------
+// Keys and hints: named as bound, fitted to the width
+// ---------------------------------------------------------------------------
+
+/// The bottom line of the screen: the status line with the key bar.
+fn key_bar(app: &App) -> String {
+    screen(app).lines().last().unwrap_or_default().to_string()
+}
+
+/// The app with the mixed list and `[keys]` overrides from the config.
+fn app_with_keys(keys_toml: &str, width: u16, height: u16) -> App {
+    use porthole::tui::keys::{KeyAction, KeyList};
+    let overrides: std::collections::HashMap<KeyAction, KeyList> =
+        toml::from_str(keys_toml).expect("[keys] table");
+    let keymap = Keymap::with_overrides(&overrides).expect("valid keys");
+    let mut app = App::new(
+        keymap,
+        1000,
+        &["local".to_string()],
+        "/home/u/.config/porthole/id_ed25519",
+    );
+    app.resize(width, height);
+    app.update(Msg::Executions(0, Ok(mixed())));
+    app.update(Msg::Endpoint {
+        exec_id: "e5".into(),
+        endpoint: endpoint(),
+    });
+    app
+}
+
+#[test]
+fn a_remapped_quit_key_is_shown_and_quits_and_q_does_nothing() {
+    let mut app = app_with_keys("quit = \"ctrl-q\"", 80, 24);
+    let bar = key_bar(&app);
+    assert!(bar.contains("ctrl-q quit"), "{bar}");
+    assert!(bar.contains("? help"), "{bar}");
+    assert!(
+        !bar.contains("q quit ") && !bar.ends_with(" q quit"),
+        "{bar}"
+    );
+    insta::assert_snapshot!("keybar_80x24_remapped", screen(&app));
+
+    // The help names the bound key.
+    ch(&mut app, '?');
+    let help = screen(&app);
+    let quit_row = help
+        .lines()
+        .find(|l| l.contains("quit (asks"))
+        .expect("a quit row in the help");
+    assert!(quit_row.contains("ctrl-q"), "{help}");
+    ch(&mut app, 'x');
+    assert!(app.popup.is_none());
+
+    // `q` is no longer bound: nothing happens.
+    ch(&mut app, 'q');
+    assert!(!app.quit, "q quit although quit is ctrl-q");
+    assert!(app.popup.is_none());
+
+    // With a live shell, ctrl-q asks first; y quits.
+    open_log(&mut app);
+    let shell = open_shell(&mut app);
+    app.update(Msg::ShellConnected(shell));
+    ctrl(&mut app, ']');
+    ctrl(&mut app, 'q');
+    assert!(matches!(app.popup, Some(Popup::ConfirmQuit)));
+    ch(&mut app, 'y');
+    assert!(app.quit);
+
+    // Nothing open: ctrl-q quits at once.
+    let mut idle = app_with_keys("quit = \"ctrl-q\"", 80, 24);
+    ctrl(&mut idle, 'q');
+    assert!(idle.quit);
+}
+
+#[test]
+fn unbound_actions_are_left_out_of_hints() {
+    let app = app_with_keys("copy = []\nshell = \"S\"", 120, 36);
+    let bar = key_bar(&app);
+    assert!(!bar.contains("copy ssh"), "{bar}");
+    assert!(bar.contains("S shell"), "{bar}");
+    let text = screen(&app);
+    assert!(text.contains("  S      shell"), "{text}");
+}
+
+#[test]
+fn the_key_bar_at_80_columns_keeps_help_and_quit() {
+    let mut app = app_with_list();
+    app.resize(80, 24);
+    let bar = key_bar(&app);
+    assert!(bar.ends_with("? help · q quit"), "{bar}");
+    assert!(bar.contains("Enter log"), "{bar}");
+    // The least important go first.
+    assert!(!bar.contains("copy ssh"), "{bar}");
+    assert!(hints_fit(&bar, 80), "{bar}");
+
+    // A pane's bar, and a long message before it: help and quit stay.
+    open_log(&mut app);
+    let bar = key_bar(&app);
+    assert!(bar.ends_with("? help · q quit"), "{bar}");
+    assert!(bar.contains("x close"), "{bar}");
+    ch(&mut app, 'y');
+    assert!(app.status.is_some());
+    let bar = key_bar(&app);
+    assert!(bar.starts_with("copied: ssh"), "{bar}");
+    assert!(bar.ends_with("? help · q quit"), "{bar}");
+
+    // Interacting: said once.
+    let shell = open_shell(&mut app);
+    app.update(Msg::ShellConnected(shell));
+    let bar = key_bar(&app);
+    assert_eq!(bar.matches("interact").count(), 1, "{bar}");
+    assert!(bar.contains("ctrl-] back to the console"), "{bar}");
+}
+
+fn hints_fit(bar: &str, width: usize) -> bool {
+    bar.chars().count() <= width
+}
+
+#[test]
+fn esc_clears_the_filter_and_the_filter_prompt_shows_its_keys() {
+    let mut app = app_with_list();
+    ch(&mut app, '/');
+    type_text(&mut app, "res");
+    let bar = key_bar(&app);
+    assert!(bar.contains("Enter apply"), "{bar}");
+    assert!(bar.contains("Esc cancel"), "{bar}");
+    assert!(!bar.contains("q quit"), "q types into the filter: {bar}");
+    insta::assert_snapshot!("filter_typing", screen(&app));
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.filter, "res");
+    assert_eq!(app.visible().len(), 1);
+    let bar = key_bar(&app);
+    assert!(bar.contains("Esc clear filter"), "{bar}");
+
+    // Esc in the prompt cancels: the filter is as it was.
+    ch(&mut app, '/');
+    type_text(&mut app, "zzz");
+    assert!(app.visible().is_empty());
+    press(&mut app, KeyCode::Esc);
+    assert!(app.popup.is_none());
+    assert_eq!(app.filter, "res");
+
+    // Esc in the list clears it.
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.filter, "");
+    assert_eq!(app.visible().len(), 5);
+    assert!(!key_bar(&app).contains("clear filter"));
+}
+
+#[test]
+fn ctrl_c_asks_to_quit_outside_a_shell_and_goes_to_the_shell_inside() {
+    // Nothing open: Ctrl-C quits at once, as q does.
+    let mut idle = app_with_list();
+    ctrl(&mut idle, 'c');
+    assert!(idle.quit);
+
+    let mut app = app_with_list();
+    open_log(&mut app);
+    let shell = open_shell(&mut app);
+    app.update(Msg::ShellConnected(shell));
+    app.take_effects();
+    // Interacting: Ctrl-C is the shell's.
+    ctrl(&mut app, 'c');
+    assert!(app.popup.is_none());
+    assert!(!app.quit);
+    let effects = app.take_effects();
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::ShellInput(p, b) if *p == shell && b.as_slice() == [3])),
+        "{effects:?}"
+    );
+    // Outside interaction mode: the same confirmation as q.
+    ctrl(&mut app, ']');
+    ctrl(&mut app, 'c');
+    assert!(matches!(app.popup, Some(Popup::ConfirmQuit)));
+    ch(&mut app, 'n');
+    assert!(!app.quit);
+    ctrl(&mut app, 'c');
+    ch(&mut app, 'y');
+    assert!(app.quit);
+
+    // In a prompt, Ctrl-C cancels it.
+    let mut app = app_with_list();
+    ch(&mut app, '/');
+    ctrl(&mut app, 'c');
+    assert!(app.popup.is_none());
+    assert!(!app.quit);
 }

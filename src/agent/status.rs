@@ -20,6 +20,9 @@ pub struct Listening {
     pub address: IpAddr,
     /// Bound port.
     pub port: u16,
+    /// The name (`comm`) of the process holding the socket, when it could
+    /// be found (`null` otherwise).
+    pub process: Option<String>,
 }
 
 /// The linger as reported.
@@ -70,14 +73,28 @@ pub fn snapshot(state: &AgentState) -> Status {
             left.as_secs() + u64::from(left.subsec_nanos() > 0)
         }),
     });
-    let mut listening: Vec<Listening> = ["/proc/net/tcp", "/proc/net/tcp6"]
+    let sockets: Vec<(Listening, u64)> = ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())
-        .flat_map(|text| parse_proc_net_tcp(&text))
-        .filter(|l| l.port != state.ssh_port())
+        .flat_map(|text| listen_sockets(&text))
+        .filter(|(l, _)| l.port != state.ssh_port())
+        .collect();
+    let owners = socket_owners(
+        &sockets
+            .iter()
+            .map(|(_, i)| *i)
+            .filter(|i| *i != 0)
+            .collect(),
+    );
+    let mut listening: Vec<Listening> = sockets
+        .into_iter()
+        .map(|(mut l, inode)| {
+            l.process = owners.get(&inode).cloned();
+            l
+        })
         .collect();
     listening.sort();
-    listening.dedup();
+    listening.dedup_by(|a, b| a.address == b.address && a.port == b.port);
     Status {
         agent: "porthole-agent",
         version: env!("CARGO_PKG_VERSION"),
@@ -97,6 +114,12 @@ const TCP_LISTEN: &str = "0A";
 /// not parse are skipped: the kernel's format is stable, but a scan must
 /// never fail the status request.
 pub fn parse_proc_net_tcp(text: &str) -> Vec<Listening> {
+    listen_sockets(text).into_iter().map(|(l, _)| l).collect()
+}
+
+/// The LISTEN sockets of /proc/net/tcp text with their inodes (0 when the
+/// line has none).
+fn listen_sockets(text: &str) -> Vec<(Listening, u64)> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
@@ -106,13 +129,86 @@ pub fn parse_proc_net_tcp(text: &str) -> Vec<Listening> {
             if state != TCP_LISTEN {
                 return None;
             }
+            // After st: tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode.
+            let inode = fields.nth(5).and_then(|i| i.parse().ok()).unwrap_or(0);
             let (addr, port) = local.split_once(':')?;
-            Some(Listening {
-                address: parse_hex_addr(addr)?,
-                port: u16::from_str_radix(port, 16).ok()?,
-            })
+            Some((
+                Listening {
+                    address: parse_hex_addr(addr)?,
+                    port: u16::from_str_radix(port, 16).ok()?,
+                    process: None,
+                },
+                inode,
+            ))
         })
         .collect()
+}
+
+/// At most this many processes are looked at for socket owners.
+const MAX_PROCESSES: usize = 4096;
+/// At most this many open files, in all, are looked at.
+const MAX_FDS: usize = 200_000;
+
+/// The name (`comm`) of the process holding each socket inode, found in
+/// the `socket:[INODE]` links of /proc/*/fd. Best effort and bounded:
+/// processes of other users cannot be read, and the scan stops once every
+/// inode is named or the bounds are reached.
+pub fn socket_owners(
+    inodes: &std::collections::HashSet<u64>,
+) -> std::collections::HashMap<u64, String> {
+    let mut found = std::collections::HashMap::new();
+    if inodes.is_empty() {
+        return found;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    let mut fds_seen = 0usize;
+    for entry in procs.flatten().take(MAX_PROCESSES * 2) {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        let mut comm: Option<String> = None;
+        for fd in fds.flatten() {
+            fds_seen += 1;
+            if fds_seen > MAX_FDS {
+                return found;
+            }
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let Some(inode) = target
+                .to_str()
+                .and_then(|t| t.strip_prefix("socket:["))
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|t| t.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if !inodes.contains(&inode) || found.contains_key(&inode) {
+                continue;
+            }
+            if comm.is_none() {
+                comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .ok()
+                    .map(|c| c.trim_end().to_string());
+            }
+            if let Some(c) = &comm {
+                found.insert(inode, c.clone());
+            }
+        }
+        if found.len() == inodes.len() {
+            break;
+        }
+    }
+    found
 }
 
 /// The kernel prints each 32-bit word of the address as a host-order
@@ -160,11 +256,13 @@ mod tests {
             vec![
                 Listening {
                     address: "127.0.0.1".parse().expect("ip"),
-                    port: 8080
+                    port: 8080,
+                    process: None,
                 },
                 Listening {
                     address: "0.0.0.0".parse().expect("ip"),
-                    port: 5678
+                    port: 5678,
+                    process: None,
                 },
             ]
         );
@@ -177,15 +275,44 @@ mod tests {
             l[0],
             Listening {
                 address: "::1".parse().expect("ip"),
-                port: 6666
+                port: 6666,
+                process: None,
             }
         );
         assert_eq!(
             l[1],
             Listening {
                 address: "127.0.0.1".parse().expect("ip"),
-                port: 9090
+                port: 9090,
+                process: None,
             }
         );
+    }
+
+    #[test]
+    fn inodes_are_found() {
+        let sockets = listen_sockets(TCP);
+        assert_eq!(sockets.iter().map(|(_, i)| *i).collect::<Vec<_>>(), [1, 2]);
+        // tcp6 text without the inode column: 0, not a failure.
+        assert!(listen_sockets(TCP6).iter().all(|(_, i)| *i == 0));
+    }
+
+    #[test]
+    fn the_process_holding_a_listener_is_named() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let text = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+        let inode = listen_sockets(&text)
+            .into_iter()
+            .find(|(l, _)| l.port == port)
+            .map(|(_, i)| i)
+            .expect("our listener is in /proc/net/tcp");
+        let owners = socket_owners(&[inode].into_iter().collect());
+        let comm = std::fs::read_to_string("/proc/self/comm").expect("comm");
+        assert_eq!(
+            owners.get(&inode).map(String::as_str),
+            Some(comm.trim_end())
+        );
+        drop(listener);
     }
 }

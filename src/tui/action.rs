@@ -92,9 +92,27 @@ pub enum Msg {
     AgentPorts {
         /// Execution id.
         exec_id: String,
-        /// The ports.
-        ports: Vec<u16>,
+        /// The ports, each with the name of the process listening.
+        ports: Vec<AgentPort>,
     },
+}
+
+/// A port listening inside an execution, as its agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentPort {
+    /// The port.
+    pub port: u16,
+    /// The listening process's name (`python3`), when the agent knows it.
+    pub process: Option<String>,
+}
+
+impl From<u16> for AgentPort {
+    fn from(port: u16) -> Self {
+        AgentPort {
+            port,
+            process: None,
+        }
+    }
 }
 
 /// I/O the app asks for; the runtime performs it.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::source::scanner::{Endpoint, Linger};
 use crate::source::Execution;
+use crate::tui::keys::{KeyAction, Keymap};
 
 /// An execution in the list.
 #[derive(Debug, Clone)]
@@ -105,12 +106,28 @@ pub(crate) fn gone_text(row: &ExecRow) -> String {
     }
 }
 
-/// What a log pane says once its execution has announced SSH.
-pub(crate) fn ready_notice(ep: &Endpoint) -> String {
-    format!(
-        "SSH ready at {}:{} — s shell · c command · t tunnel · y copy ssh command",
-        ep.host, ep.port
-    )
+/// What a log pane says once its execution has announced SSH, with the
+/// keys (as bound) that use it.
+pub(crate) fn ready_notice(ep: &Endpoint, keymap: &Keymap) -> String {
+    let keys: Vec<String> = [
+        (KeyAction::Shell, "shell"),
+        (KeyAction::Command, "command"),
+        (KeyAction::Tunnel, "tunnel"),
+        (KeyAction::Copy, "copy ssh command"),
+    ]
+    .into_iter()
+    .filter_map(|(a, what)| keymap.key_for(a).map(|k| format!("{k} {what}")))
+    .collect();
+    if keys.is_empty() {
+        format!("SSH ready at {}:{}", ep.host, ep.port)
+    } else {
+        format!(
+            "SSH ready at {}:{} — {}",
+            ep.host,
+            ep.port,
+            keys.join(" · ")
+        )
+    }
 }
 
 #[cfg(test)]

@@ -143,12 +143,49 @@ impl KeySpec {
             mods,
         }
     }
+
+    /// The key's name as the console shows it: `q`, `ctrl-q`, `Enter`,
+    /// `alt-←`, `shift-Tab`.
+    pub fn display(&self) -> String {
+        let mut out = String::new();
+        if self.mods.contains(KeyModifiers::CONTROL) {
+            out.push_str("ctrl-");
+        }
+        if self.mods.contains(KeyModifiers::ALT) {
+            out.push_str("alt-");
+        }
+        let name = match self.code {
+            KeyCode::Char(' ') => "Space".to_string(),
+            KeyCode::Char(c) => c.to_string(),
+            KeyCode::Enter => "Enter".into(),
+            KeyCode::Tab => "Tab".into(),
+            KeyCode::BackTab => "shift-Tab".into(),
+            KeyCode::Esc => "Esc".into(),
+            KeyCode::Up => "↑".into(),
+            KeyCode::Down => "↓".into(),
+            KeyCode::Left => "←".into(),
+            KeyCode::Right => "→".into(),
+            KeyCode::Home => "Home".into(),
+            KeyCode::End => "End".into(),
+            KeyCode::PageUp => "PgUp".into(),
+            KeyCode::PageDown => "PgDn".into(),
+            KeyCode::Backspace => "Backspace".into(),
+            KeyCode::Delete => "Delete".into(),
+            KeyCode::F(n) => format!("F{n}"),
+            other => format!("{other:?}"),
+        };
+        out.push_str(&name);
+        out
+    }
 }
 
 /// Key bindings; defaults as in the design, overridable from the config.
 #[derive(Debug, Clone)]
 pub struct Keymap {
     bindings: HashMap<KeySpec, KeyAction>,
+    /// The bound keys in the order they were given (defaults first), so
+    /// that hints name the first key of an action.
+    order: Vec<KeySpec>,
     leave: KeySpec,
 }
 
@@ -178,8 +215,8 @@ const DEFAULTS: &[(&str, KeyAction)] = &[
     ("/", KeyAction::Filter),
     ("?", KeyAction::Help),
     ("q", KeyAction::Quit),
-    ("F", KeyAction::Follow),
     ("end", KeyAction::Follow),
+    ("F", KeyAction::Follow),
     ("r", KeyAction::Rerun),
     ("i", KeyAction::Interact),
     ("pageup", KeyAction::PageUp),
@@ -188,17 +225,20 @@ const DEFAULTS: &[(&str, KeyAction)] = &[
 
 impl Default for Keymap {
     fn default() -> Self {
-        let mut bindings = HashMap::new();
+        let mut map = Keymap {
+            bindings: HashMap::new(),
+            order: Vec::new(),
+            leave: KeySpec {
+                code: KeyCode::Char(']'),
+                mods: KeyModifiers::CONTROL,
+            },
+        };
         for (key, action) in DEFAULTS {
             if let Ok(spec) = KeySpec::parse(key) {
-                bindings.insert(spec, *action);
+                map.bind(spec, *action);
             }
         }
-        let leave = KeySpec {
-            code: KeyCode::Char(']'),
-            mods: KeyModifiers::CONTROL,
-        };
-        Keymap { bindings, leave }
+        map
     }
 }
 
@@ -211,13 +251,55 @@ impl Keymap {
             map.bindings.retain(|_, a| a != action);
             for key in keys.as_slice() {
                 let spec = KeySpec::parse(key)?;
-                map.bindings.insert(spec, *action);
+                map.bind(spec, *action);
                 if *action == KeyAction::Leave {
                     map.leave = spec;
                 }
             }
         }
+        let bindings = &map.bindings;
+        map.order.retain(|k| bindings.contains_key(k));
         Ok(map)
+    }
+
+    fn bind(&mut self, spec: KeySpec, action: KeyAction) {
+        self.order.retain(|k| *k != spec);
+        self.order.push(spec);
+        self.bindings.insert(spec, action);
+    }
+
+    /// The names of the keys bound to `action`, first given first (the
+    /// key that leaves interaction mode first for [`KeyAction::Leave`]).
+    pub fn keys_for(&self, action: KeyAction) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        if action == KeyAction::Leave {
+            keys.push(self.leave.display());
+        }
+        for spec in &self.order {
+            if self.bindings.get(spec) == Some(&action) {
+                let name = spec.display();
+                if !keys.contains(&name) {
+                    keys.push(name);
+                }
+            }
+        }
+        keys
+    }
+
+    /// The name of the first key bound to `action`, as hints show it;
+    /// `None` when nothing is bound to it.
+    pub fn key_for(&self, action: KeyAction) -> Option<String> {
+        self.keys_for(action).into_iter().next()
+    }
+
+    /// Whether `event` is `Ctrl-C` and nothing else is bound to it: it
+    /// quits (with the same confirmation as the quit key) outside a shell.
+    pub fn is_ctrl_c(&self, event: &KeyEvent) -> bool {
+        let spec = KeySpec::of(event);
+        spec == KeySpec {
+            code: KeyCode::Char('c'),
+            mods: KeyModifiers::CONTROL,
+        } && !self.bindings.contains_key(&spec)
     }
 
     /// The action bound to a key press.
@@ -361,6 +443,28 @@ mod tests {
         );
         assert!(KeySpec::parse("ctrl-").is_err());
         assert!(KeySpec::parse("hyper-x").is_err());
+    }
+
+    #[test]
+    fn hints_name_the_bound_keys() {
+        let m = Keymap::default();
+        assert_eq!(m.key_for(KeyAction::Quit).as_deref(), Some("q"));
+        assert_eq!(m.key_for(KeyAction::Down).as_deref(), Some("j"));
+        assert_eq!(m.keys_for(KeyAction::Down), vec!["j", "↓"]);
+        assert_eq!(m.key_for(KeyAction::Open).as_deref(), Some("Enter"));
+        assert_eq!(m.key_for(KeyAction::Leave).as_deref(), Some("ctrl-]"));
+        assert_eq!(m.key_for(KeyAction::FocusLeft).as_deref(), Some("alt-←"));
+        let overrides: HashMap<KeyAction, KeyList> =
+            toml::from_str("quit = \"ctrl-q\"\nshell = []\nleave = \"ctrl-b\"").expect("toml");
+        let m = Keymap::with_overrides(&overrides).expect("valid");
+        assert_eq!(m.key_for(KeyAction::Quit).as_deref(), Some("ctrl-q"));
+        assert_eq!(m.key_for(KeyAction::Shell), None);
+        assert_eq!(m.key_for(KeyAction::Leave).as_deref(), Some("ctrl-b"));
+        assert!(m.is_ctrl_c(&key(KeyCode::Char('c'), KeyModifiers::CONTROL)));
+        let overrides: HashMap<KeyAction, KeyList> =
+            toml::from_str("copy = \"ctrl-c\"").expect("toml");
+        let m = Keymap::with_overrides(&overrides).expect("valid");
+        assert!(!m.is_ctrl_c(&key(KeyCode::Char('c'), KeyModifiers::CONTROL)));
     }
 
     #[test]

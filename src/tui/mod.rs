@@ -7,6 +7,7 @@
 pub mod action;
 pub mod app;
 pub mod executions;
+pub mod hints;
 pub mod keys;
 pub mod layout;
 pub mod list;

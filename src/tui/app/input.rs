@@ -1,11 +1,11 @@
 //! Keys, the mouse and pastes: routed to the popup, the focused shell,
 //! the focused pane or the app's own actions.
 
-use crossterm::event::{KeyEvent, MouseButton, MouseEvent, MouseEventKind};
+use crossterm::event::{KeyCode, KeyEvent, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::layout::Position;
 
 use super::{App, Focus, Popup, Prompt, PromptKind};
-use super::{DEFAULT_COMMAND, DEFAULT_LINGER, DEFAULT_TUNNEL};
+use super::{DEFAULT_COMMAND, DEFAULT_LINGER};
 use crate::agent::state::LingerRequest;
 use crate::tui::action::Effect;
 use crate::tui::keys::KeyAction;
@@ -27,7 +27,18 @@ impl App {
         if self.interacting {
             if self.keymap.is_leave(&key) {
                 self.interacting = false;
-                self.info("left interaction mode; Enter or i goes back in");
+                let back: Vec<String> = [KeyAction::Open, KeyAction::Interact]
+                    .into_iter()
+                    .filter_map(|a| self.keymap.key_for(a))
+                    .collect();
+                if back.is_empty() {
+                    self.info("left interaction mode");
+                } else {
+                    self.info(format!(
+                        "left interaction mode; {} goes back in",
+                        back.join(" or ")
+                    ));
+                }
                 return;
             }
             if let Focus::Pane(id) = self.focus {
@@ -44,10 +55,31 @@ impl App {
             }
             self.interacting = false;
         }
+        // The focused pane's own keys first (the tunnels table's Esc, X).
+        if self.pane_key(&key) {
+            return;
+        }
         let Some(action) = self.keymap.action(&key) else {
+            self.on_unbound_key(&key);
             return;
         };
         self.on_action(action);
+    }
+
+    /// A key the keymap does not bind: `Ctrl-C` quits (asking first as the
+    /// quit key does), `Esc` in the list clears its filter.
+    fn on_unbound_key(&mut self, key: &KeyEvent) {
+        if self.keymap.is_ctrl_c(key) {
+            self.on_action(KeyAction::Quit);
+        } else if key.code == KeyCode::Esc
+            && key.modifiers.is_empty()
+            && self.focus == Focus::List
+            && !self.filter.is_empty()
+        {
+            self.filter.clear();
+            self.selected = 0;
+            self.info("filter cleared");
+        }
     }
 
     /// A key the keymap knows: the app's own actions, or the focused pane's.
@@ -77,18 +109,7 @@ impl App {
                     ));
                 }
             }
-            KeyAction::Tunnel => {
-                if let Some(row) = self.require_ssh() {
-                    self.effects.push(Effect::FetchPorts(row.exec.id.clone()));
-                    self.popup = Some(Popup::prompt(
-                        PromptKind::Tunnel {
-                            exec_id: row.exec.id,
-                            ports: Vec::new(),
-                        },
-                        DEFAULT_TUNNEL,
-                    ));
-                }
-            }
+            KeyAction::Tunnel => self.tunnel_prompt(),
             KeyAction::Tunnels => self.open_tunnels(),
             KeyAction::Linger => {
                 if let Some(row) = self.require_ssh() {
@@ -183,6 +204,7 @@ impl App {
                 _ => {
                     let filter = self.filter.clone();
                     self.popup = Some(Popup::prompt(PromptKind::Filter, &filter));
+                    self.filter_before = filter;
                 }
             },
             KeyAction::Help => self.popup = Some(Popup::Help),
@@ -211,8 +233,8 @@ impl App {
         match &asked {
             PaneAction::Ignored | PaneAction::Done => {}
             PaneAction::Interact => {
+                // The key bar says how to leave, once.
                 self.interacting = true;
-                self.info("interaction mode: Ctrl-] returns to the console");
             }
             PaneAction::Rerun(command) => {
                 if let Some(exec_id) = pane.exec_id.clone() {
@@ -223,6 +245,7 @@ impl App {
                     });
                 }
             }
+            PaneAction::Leave | PaneAction::ClearFailedTunnels => self.pane_asked(id, &asked),
             PaneAction::StopTunnel(index) => {
                 if let Some(row) = self.tunnels.get(*index).cloned() {
                     self.tunnels.retain(|t| t.id != row.id);
@@ -268,9 +291,23 @@ impl App {
         let Some(mut popup) = self.popup.take() else {
             return;
         };
-        match popup.on_key(key, &self.history) {
+        // Ctrl-C cancels a prompt, as Esc does.
+        let asked = if matches!(popup, Popup::Prompt(_)) && self.keymap.is_ctrl_c(&key) {
+            PopupAction::Close
+        } else {
+            popup.on_key(key, &self.history)
+        };
+        match asked {
             PopupAction::Stay => self.popup = Some(popup),
-            PopupAction::Close => {}
+            PopupAction::Close => {
+                // A cancelled filter prompt puts the filter back as it was.
+                if let Popup::Prompt(p) = &popup {
+                    if p.kind == PromptKind::Filter {
+                        self.filter = std::mem::take(&mut self.filter_before);
+                        self.selected = 0;
+                    }
+                }
+            }
             PopupAction::Quit => self.quit = true,
             PopupAction::Submit => {
                 if let Popup::Prompt(prompt) = popup {

@@ -51,6 +51,9 @@ pub struct App {
     pub selected: usize,
     /// The list filter.
     pub filter: String,
+    /// The filter before the filter prompt opened (`Esc` there puts it
+    /// back).
+    filter_before: String,
     /// Open panes.
     pub panes: BTreeMap<PaneId, Pane>,
     /// Their tiling.
@@ -90,6 +93,9 @@ pub struct App {
     /// The console's clock: ages and lingers are counted to it (set by
     /// [`App::tick`], so that tests can fix it).
     pub now: SystemTime,
+    /// Whether a local port on 127.0.0.1 is free (the tunnel prompt
+    /// proposes another when not); tests replace it.
+    pub port_free: fn(u16) -> bool,
     effects: Vec<Effect>,
     next_id: u64,
 }
@@ -101,6 +107,7 @@ impl App {
             executions: Vec::new(),
             selected: 0,
             filter: String::new(),
+            filter_before: String::new(),
             panes: BTreeMap::new(),
             tiling: Tiling::default(),
             focus: Focus::List,
@@ -119,6 +126,7 @@ impl App {
             size: Rect::new(0, 0, 80, 24),
             dirty: true,
             now: SystemTime::now(),
+            port_free: super::tunnels::local_port_free,
             quit: false,
             effects: Vec::new(),
             next_id: 1,

@@ -1,12 +1,16 @@
 //! Opening and closing panes, and what opens with them (a shell's
 //! session, a log's follow, a command's run, a tunnel).
 
-use super::{App, ExecRow, Focus, SshState, TunnelRow};
-use crate::ssh::tunnel::{TunnelSpec, TunnelState};
+use crossterm::event::KeyEvent;
+
+use super::{App, ExecRow, Focus, Popup, PromptKind, SshState, TunnelRow};
+use crate::ssh::tunnel::{TunnelSpec, TunnelState, LOOPBACK};
 use crate::tui::action::Effect;
 use crate::tui::executions::{ended_notice, gone_text, ready_notice};
 use crate::tui::layout::PaneId;
-use crate::tui::panes::{CommandPane, LogPane, Pane, PaneKind, ShellPane, TunnelsPane};
+use crate::tui::panes::{CommandPane, LogPane, Pane, PaneAction, PaneKind, ShellPane, TunnelsPane};
+use crate::tui::popups::prompt::DEFAULT_TUNNEL_PORT;
+use crate::tui::tunnels::{free_port_near, tunnel_prefill, with_local_port};
 
 impl App {
     /// Tiles a new pane beside the focused one and focuses it.
@@ -77,7 +81,9 @@ impl App {
         pane.notice = if self.ssh_state(row) == SshState::Gone {
             Some(ended_notice(&row.exec, row.linger))
         } else {
-            row.endpoint.as_ref().map(ready_notice)
+            row.endpoint
+                .as_ref()
+                .map(|ep| ready_notice(ep, &self.keymap))
         };
         self.add_pane(Some(row), PaneKind::Log(pane));
         self.effects.push(Effect::FollowLog(row.exec.id.clone()));
@@ -123,21 +129,98 @@ impl App {
             rows,
             cols,
         });
+        // The key bar says how to leave interaction mode.
         self.interacting = true;
-        self.info("interaction mode: keys go to the shell; Ctrl-] returns to the console");
     }
 
-    /// Focuses the tunnels pane, opening it first if needed.
+    /// `T`: opens the tunnels table and focuses it; closes it when it is
+    /// focused (focus goes back to the list); focuses it when it is open
+    /// elsewhere.
     pub(super) fn open_tunnels(&mut self) {
-        if let Some(id) = self
+        match self
             .panes
             .values()
             .find_map(|p| matches!(p.kind, PaneKind::Tunnels(_)).then_some(p.id))
         {
-            self.focus = Focus::Pane(id);
-        } else {
-            self.add_pane(None, PaneKind::Tunnels(TunnelsPane::default()));
+            Some(id) if self.focus == Focus::Pane(id) => {
+                self.close_pane(id);
+                self.focus = Focus::List;
+            }
+            Some(id) => self.focus = Focus::Pane(id),
+            None => {
+                self.add_pane(None, PaneKind::Tunnels(TunnelsPane::default()));
+            }
         }
+    }
+
+    /// Offers a key to the focused pane before the keymap (`Esc` and `X`
+    /// in the tunnels table); whether it took it.
+    pub(super) fn pane_key(&mut self, key: &KeyEvent) -> bool {
+        let Focus::Pane(id) = self.focus else {
+            return false;
+        };
+        let cx = self.pane_cx(id);
+        let Some(pane) = self.panes.get_mut(&id) else {
+            return false;
+        };
+        let asked = pane.kind.view_mut().on_key(key, &cx);
+        match asked {
+            PaneAction::Ignored => false,
+            PaneAction::Done => true,
+            other => {
+                self.pane_asked(id, &other);
+                true
+            }
+        }
+    }
+
+    /// Carries out what a pane's own key asked (the tunnels table's).
+    pub(super) fn pane_asked(&mut self, id: PaneId, asked: &PaneAction) {
+        match asked {
+            PaneAction::Leave => {
+                self.close_pane(id);
+                self.focus = Focus::List;
+            }
+            PaneAction::ClearFailedTunnels => {
+                let before = self.tunnels.len();
+                self.tunnels.retain(|t| !t.failed());
+                let cleared = before - self.tunnels.len();
+                let cx = self.pane_cx(id);
+                if let Some(pane) = self.panes.get_mut(&id) {
+                    // Keeps the selection on a row.
+                    pane.kind.view_mut().scroll(0, false, &cx);
+                }
+                if cleared == 0 {
+                    self.info("no failed tunnels to clear");
+                } else {
+                    self.info(format!("cleared {cleared} failed tunnel(s)"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `t`: the tunnel prompt for the execution keys act on, prefilled with
+    /// debugpy's port, or a free local port for it when that one is busy
+    /// here; the agent is asked which ports listen.
+    pub(super) fn tunnel_prompt(&mut self) {
+        let Some(row) = self.require_ssh() else {
+            return;
+        };
+        self.effects.push(Effect::FetchPorts(row.exec.id.clone()));
+        let prefill = tunnel_prefill(DEFAULT_TUNNEL_PORT, self.port_free);
+        if prefill != DEFAULT_TUNNEL_PORT.to_string() {
+            self.info(format!(
+                "local port {DEFAULT_TUNNEL_PORT} is in use on this machine; proposing {prefill}"
+            ));
+        }
+        self.popup = Some(Popup::prompt(
+            PromptKind::Tunnel {
+                exec_id: row.exec.id,
+                ports: Vec::new(),
+            },
+            &prefill,
+        ));
     }
 
     /// Parses a tunnel spec and asks the runtime to open it.
@@ -152,6 +235,28 @@ impl App {
         let Some(row) = self.row(&exec_id).cloned() else {
             return;
         };
+        // A busy local port: the prompt comes back with a free one written
+        // out, rather than a tunnel that fails.
+        let loopback = spec.bind.is_none_or(|b| b == LOOPBACK);
+        if loopback && spec.local_port != 0 && !(self.port_free)(spec.local_port) {
+            let offer = with_local_port(
+                &spec,
+                free_port_near(spec.local_port, self.port_free).unwrap_or(0),
+            );
+            self.error(format!(
+                "local port {} is in use on this machine; Enter opens {offer} instead",
+                spec.local_port
+            ));
+            self.effects.push(Effect::FetchPorts(exec_id.clone()));
+            self.popup = Some(Popup::prompt(
+                PromptKind::Tunnel {
+                    exec_id,
+                    ports: Vec::new(),
+                },
+                &offer,
+            ));
+            return;
+        }
         let id = self.next_id;
         self.next_id += 1;
         self.tunnels.push(TunnelRow {

@@ -9,6 +9,7 @@ use crate::tui::executions::{ended_notice, gone_text, ready_notice};
 use crate::tui::layout::PaneId;
 use crate::tui::panes::shell::ShellState;
 use crate::tui::panes::{CommandPane, Pane, PaneKind, ShellPane};
+use crate::tui::tunnels::{free_port_near, with_local_port};
 
 impl App {
     /// Applies a task's report.
@@ -71,7 +72,7 @@ impl App {
                 self.source_errors.insert(source, e);
             }
             Msg::Endpoint { exec_id, endpoint } => {
-                let notice = ready_notice(&endpoint);
+                let notice = ready_notice(&endpoint, &self.keymap);
                 if let Some(row) = self.executions.iter_mut().find(|r| r.exec.id == exec_id) {
                     if row.endpoint.as_ref() == Some(&endpoint) {
                         return;
@@ -153,10 +154,22 @@ impl App {
                 }
             }
             Msg::TunnelFailed(id, e) => {
+                let mut said = e.clone();
                 if let Some(t) = self.tunnels.iter_mut().find(|t| t.id == id) {
-                    t.state = TunnelState::Failed(e.clone());
+                    t.state = TunnelState::Failed(e);
+                    // Taken since the prompt checked it: name a free one.
+                    let port = t.spec.local_port;
+                    if port != 0 && t.spec.bind.is_none() && !(self.port_free)(port) {
+                        if let Some(free) = free_port_near(port, self.port_free) {
+                            said = format!(
+                                "{said} ({} is free: t, then `{}`)",
+                                free,
+                                with_local_port(&t.spec, free)
+                            );
+                        }
+                    }
                 }
-                self.error(e);
+                self.error(said);
             }
             Msg::Ask(question) => {
                 // A question waiting behind another popup answers "no" when

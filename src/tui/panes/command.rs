@@ -15,6 +15,7 @@ use ratatui::Frame;
 
 use super::{DrawCx, PaneAction, PaneCx, PaneView};
 use crate::source::Stream;
+use crate::tui::hints::{keys_then, Hint};
 use crate::tui::keys::KeyAction;
 use crate::tui::widgets::{highlight, stream_style};
 
@@ -317,8 +318,16 @@ impl PaneView for CommandPane {
         format!(" {} · {} · {} ", exec_label, self.name(), self.command)
     }
 
-    fn hints(&self) -> &'static str {
-        "r re-run · j/k scroll · / search · End follows · z zoom · x close · Tab focus · ? help"
+    fn hints(&self) -> Vec<Hint> {
+        vec![
+            Hint::new(&[KeyAction::Rerun], "re-run", 8),
+            Hint::new(&[KeyAction::Down, KeyAction::Up], "scroll", 4),
+            Hint::new(&[KeyAction::Filter], "search", 6),
+            Hint::new(&[KeyAction::Follow], "follow", 5),
+            Hint::new(&[KeyAction::Zoom], "zoom", 3),
+            Hint::new(&[KeyAction::Close], "close", 7),
+            Hint::new(&[KeyAction::FocusNext], "focus", 2),
+        ]
     }
 
     fn scroll(&mut self, n: usize, up: bool, cx: &PaneCx) {
@@ -370,7 +379,7 @@ impl PaneView for CommandPane {
         self.running()
     }
 
-    fn draw(&self, frame: &mut Frame<'_>, inner: Rect, _cx: &DrawCx<'_>) {
+    fn draw(&self, frame: &mut Frame<'_>, inner: Rect, cx: &DrawCx<'_>) {
         let c = self;
         let height = usize::from(inner.height).saturating_sub(1);
         let width = usize::from(inner.width.max(1));
@@ -390,7 +399,10 @@ impl PaneView for CommandPane {
         let footer = match (&c.error, c.exit, c.elapsed) {
             (Some(e), _, _) => Span::styled(format!("failed: {e}"), Style::new().fg(Color::Red)),
             (None, Some(code), Some(t)) => Span::styled(
-                format!("exit {code} · {:.2}s · r re-runs", t.as_secs_f64()),
+                match keys_then(cx.keymap, KeyAction::Rerun, "re-runs") {
+                    Some(rerun) => format!("exit {code} · {:.2}s · {rerun}", t.as_secs_f64()),
+                    None => format!("exit {code} · {:.2}s", t.as_secs_f64()),
+                },
                 Style::new().fg(if code == 0 { Color::Green } else { Color::Red }),
             ),
             _ => Span::styled(
@@ -402,7 +414,10 @@ impl PaneView for CommandPane {
         let below = c.rows_below(width, height);
         if c.top.is_some() && below > 0 {
             footer.push(Span::styled(
-                format!(" · {below} rows below; End or F follows"),
+                match keys_then(cx.keymap, KeyAction::Follow, "follows") {
+                    Some(follow) => format!(" · {below} rows below; {follow}"),
+                    None => format!(" · {below} rows below"),
+                },
                 Style::new().fg(Color::Yellow),
             ));
         }

@@ -10,6 +10,7 @@ use ratatui::Frame;
 
 use super::{DrawCx, PaneAction, PaneCx, PaneView};
 use crate::source::LogEvent;
+use crate::tui::hints::{keys_then, Hint};
 use crate::tui::keys::KeyAction;
 use crate::tui::widgets::{highlight, stream_style};
 
@@ -131,8 +132,17 @@ impl PaneView for LogPane {
         "log"
     }
 
-    fn hints(&self) -> &'static str {
-        "j/k scroll · End/F follow · / search · s shell · c command · z zoom · x close · Tab focus · ? help"
+    fn hints(&self) -> Vec<Hint> {
+        vec![
+            Hint::new(&[KeyAction::Down, KeyAction::Up], "scroll", 4),
+            Hint::new(&[KeyAction::Follow], "follow", 6),
+            Hint::new(&[KeyAction::Filter], "search", 5),
+            Hint::new(&[KeyAction::Shell], "shell", 8),
+            Hint::new(&[KeyAction::Command], "command", 7),
+            Hint::new(&[KeyAction::Zoom], "zoom", 3),
+            Hint::new(&[KeyAction::Close], "close", 9),
+            Hint::new(&[KeyAction::FocusNext], "focus", 2),
+        ]
     }
 
     fn scroll(&mut self, n: usize, up: bool, _cx: &PaneCx) {
@@ -175,7 +185,7 @@ impl PaneView for LogPane {
         self.notice = Some(note.to_string());
     }
 
-    fn draw(&self, frame: &mut Frame<'_>, inner: Rect, _cx: &DrawCx<'_>) {
+    fn draw(&self, frame: &mut Frame<'_>, inner: Rect, cx: &DrawCx<'_>) {
         let l = self;
         let mut lines: Vec<Line> = Vec::new();
         let mut height = usize::from(inner.height);
@@ -200,7 +210,10 @@ impl PaneView for LogPane {
         }
         if !l.follow {
             lines.push(Line::from(Span::styled(
-                format!("-- scrolled up {} lines; End or F follows --", l.offset),
+                match keys_then(cx.keymap, KeyAction::Follow, "follows") {
+                    Some(follow) => format!("-- scrolled up {} lines; {follow} --", l.offset),
+                    None => format!("-- scrolled up {} lines --", l.offset),
+                },
                 Style::new().fg(Color::Yellow),
             )));
         }

@@ -13,10 +13,12 @@ pub use log::LogPane;
 pub use shell::ShellPane;
 pub use tunnels::TunnelsPane;
 
+use crossterm::event::KeyEvent;
 use ratatui::layout::Rect;
 use ratatui::Frame;
 
-use super::keys::KeyAction;
+use super::hints::Hint;
+use super::keys::{KeyAction, Keymap};
 use super::layout::PaneId;
 use super::tunnels::TunnelRow;
 use super::widgets::block;
@@ -38,6 +40,8 @@ pub struct DrawCx<'a> {
     pub interacting: bool,
     /// Every tunnel.
     pub tunnels: &'a [TunnelRow],
+    /// The active keymap, to name keys as bound.
+    pub keymap: &'a Keymap,
 }
 
 /// What a key handled by a pane asks of the app.
@@ -53,6 +57,10 @@ pub enum PaneAction {
     Rerun(String),
     /// Stop the tunnel at this index of the tunnels list.
     StopTunnel(usize),
+    /// Close the pane and focus the list (`Esc` in the tunnels table).
+    Leave,
+    /// Forget every failed tunnel (`X` in the tunnels table).
+    ClearFailedTunnels,
 }
 
 /// A pane kind's behaviour: its title, hints, keys and drawing.
@@ -66,8 +74,9 @@ pub trait PaneView {
         format!(" {} · {} ", exec_label, self.name())
     }
 
-    /// The status bar's hints while it is focused.
-    fn hints(&self) -> &'static str;
+    /// The key bar's hints while it is focused (`? help` and the quit key
+    /// are added to them).
+    fn hints(&self) -> Vec<Hint>;
 
     /// Scrolls `n` rows (or selects `n` rows away).
     fn scroll(&mut self, n: usize, up: bool, cx: &PaneCx);
@@ -75,6 +84,13 @@ pub trait PaneView {
     /// Handles an action meant for the focused pane (the moving keys go
     /// to [`PaneView::scroll`]).
     fn on_action(&mut self, _action: KeyAction, _cx: &PaneCx) -> PaneAction {
+        PaneAction::Ignored
+    }
+
+    /// Handles a key before the keymap does, for keys of its own (`Esc`
+    /// and `X` in the tunnels table); [`PaneAction::Ignored`] lets the
+    /// keymap have it.
+    fn on_key(&mut self, _key: &KeyEvent, _cx: &PaneCx) -> PaneAction {
         PaneAction::Ignored
     }
 

@@ -8,6 +8,7 @@ use ratatui::Frame;
 use super::{DrawCx, PaneAction, PaneCx, PaneView};
 use crossterm::event::KeyEvent;
 
+use crate::tui::hints::Hint;
 use crate::tui::keys::{self, KeyAction};
 
 /// Where the session is.
@@ -117,8 +118,14 @@ impl PaneView for ShellPane {
         "shell"
     }
 
-    fn hints(&self) -> &'static str {
-        "Enter/i interact · j/k history · z zoom · x close · Tab focus · ? help"
+    fn hints(&self) -> Vec<Hint> {
+        vec![
+            Hint::new(&[KeyAction::Open, KeyAction::Interact], "interact", 9),
+            Hint::new(&[KeyAction::Down, KeyAction::Up], "history", 5),
+            Hint::new(&[KeyAction::Zoom], "zoom", 4),
+            Hint::new(&[KeyAction::Close], "close", 8),
+            Hint::new(&[KeyAction::FocusNext], "focus", 3),
+        ]
     }
 
     fn scroll(&mut self, n: usize, up: bool, _cx: &PaneCx) {

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
@@ -31,8 +32,15 @@ impl PaneView for TunnelsPane {
         " tunnels ".to_string()
     }
 
-    fn hints(&self) -> &'static str {
-        "j/k select · x stop tunnel · t new tunnel · Tab focus · ? help"
+    fn hints(&self) -> Vec<crate::tui::hints::Hint> {
+        use crate::tui::hints::Hint;
+        vec![
+            Hint::new(&[KeyAction::Down, KeyAction::Up], "select", 4),
+            Hint::new(&[KeyAction::Close], "stop", 9),
+            Hint::fixed("X", "clear failed", 6),
+            Hint::new(&[KeyAction::Tunnel], "new", 8),
+            Hint::then(&[KeyAction::Tunnels], "Esc", "close", 7),
+        ]
     }
 
     fn scroll(&mut self, n: usize, up: bool, cx: &PaneCx) {
@@ -51,6 +59,18 @@ impl PaneView for TunnelsPane {
         }
     }
 
+    fn on_key(&mut self, key: &KeyEvent, _cx: &PaneCx) -> PaneAction {
+        if !key.modifiers.difference(KeyModifiers::SHIFT).is_empty() {
+            return PaneAction::Ignored;
+        }
+        match key.code {
+            // Back to the list, as in k9s.
+            KeyCode::Esc => PaneAction::Leave,
+            KeyCode::Char('X') => PaneAction::ClearFailedTunnels,
+            _ => PaneAction::Ignored,
+        }
+    }
+
     fn draw(&self, frame: &mut Frame<'_>, inner: Rect, cx: &DrawCx<'_>) {
         draw_table(frame, cx.tunnels, inner, self.selected, cx.focused);
     }
@@ -65,8 +85,26 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Each tunnel takes two lines: what it connects and its counters, then
-/// its state in full (a failure names its cause, e.g. the port in use).
+/// `text` cut to `width` columns, ending with `…` when cut.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out: String = text.chars().take(width - 1).collect();
+    out.push('…');
+    out
+}
+
+/// The narrowest STATUS column the optional columns leave.
+const STATUS_MIN: usize = 20;
+
+/// One row per tunnel: DIR, LOCAL, TARGET, then EXECUTION, CONN and UP /
+/// DOWN while they leave STATUS room (dropped in reverse order), and STATUS
+/// with the rest of the width, its reason cut with `…`. Below the rows, the
+/// selected tunnel's state in full when its cell had to cut it.
 fn draw_table(
     frame: &mut Frame<'_>,
     tunnels: &[TunnelRow],
@@ -82,54 +120,130 @@ fn draw_table(
         );
         return;
     }
+    struct Cells {
+        local: String,
+        target: String,
+        exec: String,
+        conns: String,
+        bytes: String,
+        status: String,
+        color: Color,
+    }
+    let rows: Vec<Cells> = tunnels
+        .iter()
+        .map(|t| {
+            let (conns, up, down) = t.tunnel.as_ref().map_or((0, 0, 0), |t| {
+                (
+                    t.stats.connections.load(Ordering::Relaxed),
+                    t.stats.bytes_up.load(Ordering::Relaxed),
+                    t.stats.bytes_down.load(Ordering::Relaxed),
+                )
+            });
+            let color = match &t.state {
+                TunnelState::Listening | TunnelState::Reconnecting { .. } => Color::Yellow,
+                TunnelState::Up => Color::Green,
+                TunnelState::Failed(_) => Color::Red,
+            };
+            Cells {
+                local: t.local_text(),
+                target: t.spec_text(),
+                exec: t.exec_label.clone(),
+                conns: conns.to_string(),
+                bytes: format!("{} / {}", human_bytes(up), human_bytes(down)),
+                status: t.status_text(),
+                color,
+            }
+        })
+        .collect();
+    let widest = |f: &dyn Fn(&Cells) -> usize, header: &str, max: usize| {
+        rows.iter()
+            .map(f)
+            .chain([header.chars().count()])
+            .max()
+            .unwrap_or(0)
+            .min(max)
+    };
+    // Titles get more room on a wide screen.
+    let exec_max = if area.width >= 120 { 24 } else { 12 };
+    let local_w = widest(&|c| c.local.chars().count(), "LOCAL", 22);
+    let target_w = widest(&|c| c.target.chars().count(), "TARGET", 24);
+    let exec_w = widest(&|c| c.exec.chars().count(), "EXECUTION", exec_max);
+    let conns_w = widest(&|c| c.conns.len(), "CONN", 6);
+    let bytes_w = widest(&|c| c.bytes.len(), "UP / DOWN", 24);
+    let width = usize::from(area.width);
+    // DIR, LOCAL and TARGET always; the others while STATUS keeps room.
+    let fixed = 3 + 1 + local_w + 1 + target_w + 1;
+    let mut optional = [exec_w + 1, conns_w + 1, bytes_w + 1];
+    let mut shown = 3;
+    while shown > 0 && fixed + optional[..shown].iter().sum::<usize>() + STATUS_MIN > width {
+        shown -= 1;
+        optional[shown] = 0;
+    }
+    let status_w = width.saturating_sub(fixed + optional.iter().sum::<usize>());
+    let line = |dir: &str, c: [&str; 6]| -> String {
+        let mut out = format!(
+            "{dir:<3} {:<local_w$} {:<target_w$} ",
+            fit(c[0], local_w),
+            fit(c[1], target_w)
+        );
+        if shown > 0 {
+            out.push_str(&format!("{:<exec_w$} ", fit(c[2], exec_w)));
+        }
+        if shown > 1 {
+            out.push_str(&format!("{:>conns_w$} ", fit(c[3], conns_w)));
+        }
+        if shown > 2 {
+            out.push_str(&format!("{:<bytes_w$} ", fit(c[4], bytes_w)));
+        }
+        out
+    };
     let mut lines = vec![Line::from(Span::styled(
         format!(
-            "{:<16} {:<16} {:<12} {:>4}  {}",
-            "LOCAL", "TARGET", "EXECUTION", "CONN", "UP / DOWN"
+            "{}{}",
+            line(
+                "DIR",
+                ["LOCAL", "TARGET", "EXECUTION", "CONN", "UP / DOWN", ""]
+            ),
+            "STATUS"
         ),
         Style::new().add_modifier(Modifier::BOLD),
     ))];
-    for (i, t) in tunnels.iter().enumerate() {
-        let (state, color) = match &t.state {
-            TunnelState::Listening => ("listening".to_string(), Color::Yellow),
-            TunnelState::Up => ("up".to_string(), Color::Green),
-            TunnelState::Reconnecting { attempt, reason } => (
-                format!("reconnecting (attempt {attempt}): {reason}"),
-                Color::Yellow,
-            ),
-            TunnelState::Failed(e) => (format!("failed: {e}"), Color::Red),
-        };
-        let (conns, up, down) = t.tunnel.as_ref().map_or((0, 0, 0), |t| {
-            (
-                t.stats.connections.load(Ordering::Relaxed),
-                t.stats.bytes_up.load(Ordering::Relaxed),
-                t.stats.bytes_down.load(Ordering::Relaxed),
-            )
-        });
-        let local = t.local().map_or_else(|| "-".into(), |a| a.to_string());
-        let label: String = t.exec_label.chars().take(12).collect();
-        let style = if i == selected && focused {
-            Style::new().bg(Color::Blue)
+    for (i, (t, c)) in tunnels.iter().zip(&rows).enumerate() {
+        let base = if i == selected && focused {
+            Style::new().bg(Color::Blue).fg(Color::White)
         } else {
             Style::new()
         };
-        lines.push(Line::from(Span::styled(
-            format!(
-                "{local:<16} {:<16} {label:<12} {conns:>4}  {} / {}",
-                t.spec_text(),
-                human_bytes(up),
-                human_bytes(down)
+        let status_style = if i == selected && focused {
+            base
+        } else {
+            base.fg(c.color)
+        };
+        let head = line(
+            t.dir(),
+            [&c.local, &c.target, &c.exec, &c.conns, &c.bytes, ""],
+        );
+        lines.push(Line::from(vec![
+            Span::styled(head, base),
+            Span::styled(
+                format!("{:<status_w$}", fit(&c.status, status_w)),
+                status_style,
             ),
-            style,
-        )));
-        let mut detail = vec![Span::raw("  "), Span::styled(state, Style::new().fg(color))];
-        if let Some(e) = &t.last_error {
-            detail.push(Span::styled(
-                format!(" · last connection: {e}"),
+        ]));
+    }
+    // The selected tunnel's state in full, when its cell cut it.
+    if let Some(c) = rows
+        .get(selected)
+        .filter(|c| c.status.chars().count() > status_w)
+    {
+        let room = usize::from(area.height).saturating_sub(lines.len() + 1);
+        if room > 0 {
+            lines.push(Line::raw(""));
+            lines.push(Line::from(Span::styled(
+                c.status.clone(),
                 Style::new().fg(Color::DarkGray),
-            ));
+            )));
         }
-        lines.push(Line::from(detail));
     }
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
 }

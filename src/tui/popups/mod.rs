@@ -14,6 +14,8 @@ use ratatui::Frame;
 pub use prompt::{Prompt, PromptKind};
 
 use super::action::Question;
+use super::hints::{Hint, KEEP};
+use super::keys::Keymap;
 
 /// An overlay above everything.
 pub enum Popup {
@@ -68,11 +70,53 @@ impl Popup {
         }
     }
 
-    /// Draws the popup; `open` counts the shells and tunnels open (for the
-    /// quit confirmation).
-    pub fn draw(&self, frame: &mut Frame<'_>, open: (usize, usize)) {
+    /// The key bar while it is open: its own keys (the console's keys do
+    /// not apply).
+    pub fn hints(&self) -> Vec<Hint> {
+        let cancel = Hint::fixed("Esc", "cancel", KEEP);
         match self {
-            Popup::Help => help::draw(frame),
+            Popup::Help => vec![Hint::fixed("any key", "closes the help", KEEP)],
+            Popup::ConfirmQuit => vec![
+                Hint::fixed("y", "quit", KEEP),
+                Hint::fixed("any other key", "stay", KEEP),
+            ],
+            Popup::Ask(_) => vec![
+                Hint::fixed("y", "yes", KEEP),
+                Hint::fixed("any other key", "no", KEEP),
+            ],
+            Popup::Prompt(p) => match &p.kind {
+                PromptKind::Filter => vec![
+                    Hint::fixed("type", "to filter", 5),
+                    Hint::fixed("Enter", "apply", KEEP),
+                    Hint::fixed("Esc", "cancel", KEEP),
+                ],
+                PromptKind::Search(_) => vec![
+                    Hint::fixed("Enter", "search upwards (empty: again)", KEEP),
+                    cancel,
+                ],
+                PromptKind::Command(_) => vec![
+                    Hint::fixed("Enter", "run", KEEP),
+                    Hint::fixed("↑/↓", "history", 5),
+                    cancel,
+                ],
+                PromptKind::Tunnel { .. } => vec![
+                    Hint::fixed("Enter", "open", KEEP),
+                    Hint::fixed("F1..", "pick a listening port", 5),
+                    Hint::fixed("Tab", "cycle ports", 4),
+                    cancel,
+                ],
+                PromptKind::Linger { .. } => {
+                    vec![Hint::fixed("Enter", "send", KEEP), cancel]
+                }
+            },
+        }
+    }
+
+    /// Draws the popup; `open` counts the shells and tunnels open (for the
+    /// quit confirmation); `keymap` names the keys in the help.
+    pub fn draw(&self, frame: &mut Frame<'_>, open: (usize, usize), keymap: &Keymap) {
+        match self {
+            Popup::Help => help::draw(frame, keymap),
             Popup::Prompt(p) => p.draw(frame),
             Popup::ConfirmQuit => confirm::draw(frame, open.0, open.1),
             Popup::Ask(q) => ask::draw(frame, &q.text),

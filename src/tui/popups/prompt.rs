@@ -9,14 +9,58 @@ use ratatui::Frame;
 use ratatui_textarea::TextArea;
 
 use super::{centered, PopupAction};
+use crate::tui::action::AgentPort;
 use crate::tui::layout::PaneId;
 
 /// The command prompt's prefill.
 pub const DEFAULT_COMMAND: &str = "ps aux";
-/// The tunnel prompt's prefill (debugpy's port).
+/// The tunnel prompt's prefill (debugpy's port) when that local port is
+/// free.
 pub const DEFAULT_TUNNEL: &str = "5678";
+/// The same, as a number.
+pub const DEFAULT_TUNNEL_PORT: u16 = 5678;
 /// The linger prompt's prefill.
 pub const DEFAULT_LINGER: &str = "extend 1h";
+
+/// The prompt's width (less on a narrower screen).
+const PROMPT_WIDTH: u16 = 72;
+/// At most this many ports have an F-key.
+const MAX_OFFERED: usize = 9;
+
+/// `listening: F1 5678 python3  F2 6006 tensorboard · Tab cycles` in at
+/// most `room` columns: process names go first (from the last port), then
+/// ports, which `+N more` counts.
+pub fn port_choices(ports: &[AgentPort], room: usize) -> String {
+    let text = |shown: usize, named: usize| {
+        let keys: Vec<String> = ports
+            .iter()
+            .take(shown)
+            .enumerate()
+            .map(|(i, p)| match (&p.process, i < named) {
+                (Some(name), true) => format!("F{} {} {name}", i + 1, p.port),
+                _ => format!("F{} {}", i + 1, p.port),
+            })
+            .collect();
+        let more = match ports.len() - shown {
+            0 => String::new(),
+            n => format!("  +{n} more"),
+        };
+        format!("listening: {}{more} · Tab cycles", keys.join("  "))
+    };
+    let mut shown = ports.len().min(MAX_OFFERED);
+    let mut named = shown;
+    loop {
+        let t = text(shown, named);
+        if t.chars().count() <= room || shown <= 1 && named == 0 {
+            return t;
+        }
+        if named > 0 {
+            named -= 1;
+        } else {
+            shown -= 1;
+        }
+    }
+}
 
 /// What a prompt is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +76,7 @@ pub enum PromptKind {
         /// The execution.
         exec_id: String,
         /// Listening ports offered as one-key choices.
-        ports: Vec<u16>,
+        ports: Vec<AgentPort>,
     },
     /// A linger request (`extend 1h`, `release`).
     Linger {
@@ -81,7 +125,7 @@ impl Prompt {
 
     /// The agent's listening ports arrived: offered when this is the
     /// tunnel prompt of that execution.
-    pub fn offer_ports(&mut self, exec: &str, offered: Vec<u16>) {
+    pub fn offer_ports(&mut self, exec: &str, offered: Vec<AgentPort>) {
         if let PromptKind::Tunnel { exec_id, ports } = &mut self.kind {
             if exec_id == exec {
                 *ports = offered;
@@ -97,10 +141,10 @@ impl Prompt {
             KeyCode::Enter => PopupAction::Submit,
             KeyCode::F(n) if n >= 1 => {
                 if let PromptKind::Tunnel { exec_id, ports } = &self.kind {
-                    if let Some(port) = ports.get(usize::from(n) - 1) {
+                    if let Some(p) = ports.get(usize::from(n) - 1) {
                         return PopupAction::PickPort {
                             exec_id: exec_id.clone(),
-                            port: *port,
+                            port: p.port,
                         };
                     }
                 }
@@ -110,9 +154,9 @@ impl Prompt {
                 if let PromptKind::Tunnel { ports, .. } = &self.kind {
                     if !ports.is_empty() {
                         let current = self.text();
-                        let pos = ports.iter().position(|p| p.to_string() == current);
+                        let pos = ports.iter().position(|p| p.port.to_string() == current);
                         let next = pos.map_or(0, |i| (i + 1) % ports.len());
-                        let text = ports[next].to_string();
+                        let text = ports[next].port.to_string();
                         self.set_text(&text);
                     }
                 }
@@ -168,22 +212,20 @@ impl Prompt {
                 let choices = if ports.is_empty() {
                     "spec: REMOTE | LOCAL:REMOTE | LOCAL:HOST:REMOTE | :REMOTE".to_string()
                 } else {
-                    let keys: Vec<String> = ports
-                        .iter()
-                        .take(9)
-                        .enumerate()
-                        .map(|(i, p)| format!("F{} {p}", i + 1))
-                        .collect();
-                    format!("listening: {} · Tab cycles", keys.join("  "))
+                    // Inside the border of the prompt, as wide as it is drawn.
+                    let room = usize::from(frame.area().width.min(PROMPT_WIDTH)).saturating_sub(2);
+                    port_choices(ports, room)
                 };
                 (
-                    " new tunnel · Enter opens · Esc cancels ".to_string(),
+                    // `L`: this machine to the execution; `-R` tunnels will
+                    // say `R` here.
+                    " new tunnel · L: here -> execution · Enter opens · Esc cancels ".to_string(),
                     Some(choices),
                 )
             }
         };
         let height = if extra.is_some() { 4 } else { 3 };
-        let area = centered(frame.area(), 72, height);
+        let area = centered(frame.area(), PROMPT_WIDTH, height);
         frame.render_widget(Clear, area);
         let block = Block::bordered()
             .border_style(Style::new().fg(Color::Yellow))
@@ -196,5 +238,36 @@ impl Prompt {
         if let Some(text) = extra {
             frame.render_widget(Paragraph::new(text).fg(Color::DarkGray), rest);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(port: u16, name: &str) -> AgentPort {
+        AgentPort {
+            port,
+            process: Some(name.into()),
+        }
+    }
+
+    #[test]
+    fn offered_ports_drop_names_then_ports_to_fit() {
+        let ports = vec![named(5678, "python3"), named(6006, "tensorboard")];
+        assert_eq!(
+            port_choices(&ports, 70),
+            "listening: F1 5678 python3  F2 6006 tensorboard · Tab cycles"
+        );
+        assert_eq!(
+            port_choices(&ports, 50),
+            "listening: F1 5678 python3  F2 6006 · Tab cycles"
+        );
+        let many: Vec<AgentPort> = (0..12).map(|i| named(8000 + i, "jupyter-lab")).collect();
+        let text = port_choices(&many, 70);
+        assert!(text.chars().count() <= 70, "{text}");
+        assert!(text.contains("F1 8000"), "{text}");
+        assert!(text.contains(" more · Tab cycles"), "{text}");
+        assert!(!text.contains("jupyter"), "{text}");
     }
 }

@@ -9,7 +9,7 @@ use crate::source::Stream;
 use crate::ssh::exec::{signal_name, RemoteExit};
 use crate::ssh::tunnel;
 use crate::ssh::{self, ConnectOptions, Session, Target};
-use crate::tui::action::{Msg, TunnelId};
+use crate::tui::action::{AgentPort, Msg, TunnelId};
 use crate::tui::layout::PaneId;
 
 use super::ShellInput;
@@ -207,7 +207,7 @@ pub(super) async fn fetch_ports(
 }
 
 /// Listening ports from the agent's status subsystem (plain sshd has none).
-async fn listening_ports(session: &Session) -> Result<Vec<u16>, russh::Error> {
+async fn listening_ports(session: &Session) -> Result<Vec<AgentPort>, russh::Error> {
     let mut channel = session.handle.channel_open_session().await?;
     channel
         .request_subsystem(true, "porthole-status@porthole")
@@ -220,16 +220,63 @@ async fn listening_ports(session: &Session) -> Result<Vec<u16>, russh::Error> {
             _ => {}
         }
     }
-    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let mut ports: Vec<u16> = doc["listening"]
+    Ok(parse_ports(&body))
+}
+
+/// The status document's listening ports, each once, named by its process
+/// when one of its sockets has a name (older agents give none).
+pub(crate) fn parse_ports(body: &[u8]) -> Vec<AgentPort> {
+    let doc: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let mut ports: Vec<AgentPort> = doc["listening"]
         .as_array()
         .map(|a| {
             a.iter()
-                .filter_map(|l| l["port"].as_u64().and_then(|p| u16::try_from(p).ok()))
+                .filter_map(|l| {
+                    let port = l["port"].as_u64().and_then(|p| u16::try_from(p).ok())?;
+                    let process = l["process"]
+                        .as_str()
+                        .filter(|n| !n.is_empty())
+                        .map(|n| n.chars().filter(|c| !c.is_control()).take(32).collect());
+                    Some(AgentPort { port, process })
+                })
                 .collect()
         })
         .unwrap_or_default();
-    ports.sort_unstable();
-    ports.dedup();
-    Ok(ports)
+    // Named first among a port's sockets, so that dedup keeps the name.
+    ports.sort_by(|a, b| {
+        a.port
+            .cmp(&b.port)
+            .then(b.process.is_some().cmp(&a.process.is_some()))
+    });
+    ports.dedup_by_key(|p| p.port);
+    ports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_carry_their_process_names() {
+        let body = br#"{"listening": [
+            {"address": "0.0.0.0", "port": 6006, "process": "tensorboard"},
+            {"address": "::", "port": 5678, "process": null},
+            {"address": "127.0.0.1", "port": 5678, "process": "python3"},
+            {"address": "127.0.0.1", "port": 8080}
+        ]}"#;
+        let ports = parse_ports(body);
+        let named = |port, name: Option<&str>| AgentPort {
+            port,
+            process: name.map(String::from),
+        };
+        assert_eq!(
+            ports,
+            vec![
+                named(5678, Some("python3")),
+                named(6006, Some("tensorboard")),
+                named(8080, None),
+            ]
+        );
+        assert!(parse_ports(b"not json").is_empty());
+    }
 }
