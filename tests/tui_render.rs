@@ -275,12 +275,19 @@ fn list_with_mixed_statuses() {
 
     // Colours are not in the text snapshot: check the status colours here.
     // (Prefixes: see `list_and_tunnels_are_readable_at_120_columns`.)
-    assert_eq!(fg_of(&app, "start"), Some(Color::Green));
+    // The selected row (#5) is white on the selection bar: a status colour
+    // on it could vanish (blue `complete` on blue).
+    assert_eq!(fg_of(&app, "start"), Some(Color::White));
     assert_eq!(fg_of(&app, "queue"), Some(Color::Yellow));
     assert_eq!(fg_of(&app, "compl"), Some(Color::Blue));
     assert_eq!(fg_of(&app, "error"), Some(Color::Red));
     assert_eq!(fg_of(&app, "stopp"), Some(Color::Gray));
-    assert_eq!(fg_of(&app, "ready"), Some(Color::Green));
+    // Off the selection bar, #5 has its colours.
+    let mut moved = app_with_list();
+    press(&mut moved, KeyCode::Down);
+    assert_eq!(fg_of(&moved, "start"), Some(Color::Green));
+    assert_eq!(fg_of(&moved, "ready"), Some(Color::Green));
+    assert_eq!(fg_of(&moved, "queue"), Some(Color::White));
     // Newest first, ages unknown, the announced one ready, the queued one
     // waiting, the finished ones gone (not "waiting" for ever).
     let lines: Vec<&str> = text.lines().collect();
@@ -1736,4 +1743,43 @@ fn ctrl_c_asks_to_quit_outside_a_shell_and_goes_to_the_shell_inside() {
     ctrl(&mut app, 'c');
     assert!(app.popup.is_none());
     assert!(!app.quit);
+}
+
+#[test]
+fn a_long_list_keeps_the_selection_in_view_and_says_how_many_more() {
+    let mut app = app();
+    app.resize(80, 24);
+    let many: Vec<Execution> = (1..=30u64)
+        .rev()
+        .map(|n| {
+            exec(
+                &format!("e{n}"),
+                n,
+                "complete",
+                &format!("run number {n} with a title long enough to be cut at eighty columns"),
+            )
+        })
+        .collect();
+    app.update(Msg::Executions(0, Ok(many)));
+    let text = screen(&app);
+    assert!(text.contains("↓ 26 more"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("run number 30 with a title") && l.contains("…┃")),
+        "a cut title ends with an ellipsis:\n{text}"
+    );
+    for _ in 0..10 {
+        press(&mut app, KeyCode::Down);
+    }
+    let text = screen(&app);
+    insta::assert_snapshot!("list_scrolled_80x24", text);
+    let selected = app.visible()[app.selected].exec.counter;
+    assert_eq!(selected, 20);
+    assert!(
+        text.lines().any(|l| l.contains("  20  complete")),
+        "the selected row is in view:\n{text}"
+    );
+    assert!(text.contains("↑ 7 above · ↓ 19 more"), "{text}");
+    // The blue `complete` is not drawn on the blue selection bar.
+    assert_eq!(fg_of(&app, "  20  "), Some(Color::White));
 }

@@ -412,7 +412,7 @@ impl App {
                 }
                 self.focus = target;
                 if target == Focus::List {
-                    let row = list::row_at(areas.list, event.row);
+                    let row = list::row_at(self, areas.list, event.row);
                     if row < self.visible().len() {
                         self.selected = row;
                     }
